@@ -1,0 +1,219 @@
+"""Serialisable equivalents of TFP's default posterior, prior, sample and KL fns.
+
+TFP's defaults are closures and lambdas: correct, but a Keras 3 model cannot
+save them. These are registered Keras objects with the same call protocol and
+the same math, so a model built with the defaults saves and loads without
+``custom_objects`` and without unsafe deserialisation.
+
+The protocol (TFP's):
+    posterior/prior fn: ``fn(dtype, shape, name, trainable, add_variable_fn)``
+        -> a ``tfd.Distribution`` (``None`` allowed for a prior fn's result).
+    tensor fn: ``fn(distribution)`` -> a tensor.
+    divergence fn: ``fn(posterior, prior, posterior_tensor)`` -> scalar tensor.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfprobr_bridge import _validation
+
+tfd = tfp.distributions
+
+_PACKAGE = "tfprobr_bridge"
+
+
+def _initializer(value, name):
+    initializer = keras.initializers.get(value)
+    if not callable(initializer):
+        raise TypeError(
+            f"`{name}` must be a Keras initializer. "
+            f"{_validation.received(name, value)}"
+        )
+    return initializer
+
+
+def _fresh(initializer):
+    """A copy of ``initializer`` for one variable.
+
+    An unseeded Keras 3 initializer draws its seed once, when it is made, and
+    then returns the same values at every call. One posterior fn serves many
+    variables (and, as a default argument, many layers), so each variable gets
+    its own copy: unseeded copies draw new seeds, seeded copies repeat the
+    user's seed, as Keras does.
+    """
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MeanFieldNormal:
+    """A posterior fn: independent Normals (or point masses) with trainable parameters.
+
+    The serialisable equivalent of
+    ``tfp.layers.util.default_mean_field_normal_fn(is_singular, ...)``: it creates
+    the variables ``{name}_loc`` and, unless ``is_singular``,
+    ``{name}_untransformed_scale``, and returns
+    ``Independent(Normal(loc, eps + softplus(untransformed_scale)))`` or, when
+    ``is_singular``, ``Independent(Deterministic(loc))``, with every parameter
+    dimension reinterpreted as an event dimension.
+
+    Args:
+        is_singular: If True, the distribution is a point mass at ``loc``.
+        loc_initializer: Keras initializer for ``loc``. Default N(0, 0.1).
+        untransformed_scale_initializer: Keras initializer for the scale before
+            softplus. Default N(-3, 0.1), so the scale starts near 0.05.
+        loc_regularizer, untransformed_scale_regularizer: Keras regularizers.
+        loc_constraint, untransformed_scale_constraint: Keras constraints.
+    """
+
+    def __init__(
+        self,
+        is_singular=False,
+        loc_initializer=None,
+        untransformed_scale_initializer=None,
+        loc_regularizer=None,
+        untransformed_scale_regularizer=None,
+        loc_constraint=None,
+        untransformed_scale_constraint=None,
+    ):
+        self.is_singular = _validation.boolean(is_singular, "is_singular")
+        self.loc_initializer = _initializer(
+            loc_initializer
+            if loc_initializer is not None
+            else keras.initializers.RandomNormal(mean=0.0, stddev=0.1),
+            "loc_initializer",
+        )
+        self.untransformed_scale_initializer = _initializer(
+            untransformed_scale_initializer
+            if untransformed_scale_initializer is not None
+            else keras.initializers.RandomNormal(mean=-3.0, stddev=0.1),
+            "untransformed_scale_initializer",
+        )
+        self.loc_regularizer = keras.regularizers.get(loc_regularizer)
+        self.untransformed_scale_regularizer = keras.regularizers.get(
+            untransformed_scale_regularizer
+        )
+        self.loc_constraint = keras.constraints.get(loc_constraint)
+        self.untransformed_scale_constraint = keras.constraints.get(
+            untransformed_scale_constraint
+        )
+
+    def __call__(self, dtype, shape, name, trainable, add_variable_fn):
+        dtype = tf.as_dtype(dtype)
+        loc = add_variable_fn(
+            name=name + "_loc",
+            shape=shape,
+            initializer=_fresh(self.loc_initializer),
+            regularizer=self.loc_regularizer,
+            constraint=self.loc_constraint,
+            dtype=dtype,
+            trainable=trainable,
+        )
+        if self.is_singular:
+            distribution = tfd.Deterministic(loc=loc)
+        else:
+            untransformed_scale = add_variable_fn(
+                name=name + "_untransformed_scale",
+                shape=shape,
+                initializer=_fresh(self.untransformed_scale_initializer),
+                regularizer=self.untransformed_scale_regularizer,
+                constraint=self.untransformed_scale_constraint,
+                dtype=dtype,
+                trainable=trainable,
+            )
+            epsilon = np.finfo(dtype.as_numpy_dtype).eps
+            scale = tfp.util.DeferredTensor(
+                untransformed_scale, lambda x: epsilon + tf.nn.softplus(x)
+            )
+            distribution = tfd.Normal(loc=loc, scale=scale)
+        return tfd.Independent(distribution, reinterpreted_batch_ndims=len(shape))
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "is_singular": self.is_singular,
+            "loc_initializer": serialize(self.loc_initializer),
+            "untransformed_scale_initializer": serialize(
+                self.untransformed_scale_initializer
+            ),
+            "loc_regularizer": serialize(self.loc_regularizer),
+            "untransformed_scale_regularizer": serialize(
+                self.untransformed_scale_regularizer
+            ),
+            "loc_constraint": serialize(self.loc_constraint),
+            "untransformed_scale_constraint": serialize(
+                self.untransformed_scale_constraint
+            ),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        deserialize = keras.saving.deserialize_keras_object
+        return cls(**{key: deserialize(value) for key, value in config.items()})
+
+    def __eq__(self, other):
+        # Unseeded initializers serialise their seed as None, so equal configs
+        # mean "the same recipe", which is what equality of fns should say.
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self):
+        return hash((type(self), self.is_singular))
+
+    def __repr__(self):
+        return f"default_mean_field_normal_fn(is_singular={self.is_singular})"
+
+
+def default_mean_field_normal_fn(
+    is_singular=False,
+    loc_initializer=None,
+    untransformed_scale_initializer=None,
+    loc_regularizer=None,
+    untransformed_scale_regularizer=None,
+    loc_constraint=None,
+    untransformed_scale_constraint=None,
+):
+    """Serialisable ``tfp.layers.util.default_mean_field_normal_fn``.
+
+    Returns a :class:`MeanFieldNormal` posterior fn; see it for the arguments.
+    """
+    return MeanFieldNormal(
+        is_singular=is_singular,
+        loc_initializer=loc_initializer,
+        untransformed_scale_initializer=untransformed_scale_initializer,
+        loc_regularizer=loc_regularizer,
+        untransformed_scale_regularizer=untransformed_scale_regularizer,
+        loc_constraint=loc_constraint,
+        untransformed_scale_constraint=untransformed_scale_constraint,
+    )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def default_multivariate_normal_fn(dtype, shape, name, trainable, add_variable_fn):
+    """A prior fn: the standard Normal over every parameter, no variables.
+
+    Serialisable ``tfp.layers.util.default_multivariate_normal_fn``.
+    """
+    del name, trainable, add_variable_fn  # The standard Normal has no parameters.
+    dtype = tf.as_dtype(dtype)
+    normal = tfd.Normal(loc=tf.zeros(shape, dtype), scale=dtype.as_numpy_dtype(1))
+    return tfd.Independent(normal, reinterpreted_batch_ndims=len(shape))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def sample(distribution):
+    """A tensor fn: one draw from ``distribution`` (TFP's ``lambda d: d.sample()``)."""
+    return distribution.sample()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def kl_divergence_fn(posterior, prior, posterior_tensor):
+    """A divergence fn: the analytic ``KL(posterior || prior)``; the sample is unused.
+
+    TFP's ``lambda q, p, ignore: kl_divergence(q, p)``. With the default
+    ``Independent`` distributions the KL is summed over every parameter.
+    """
+    del posterior_tensor  # The analytic KL needs no sample.
+    return tfd.kl_divergence(posterior, prior)

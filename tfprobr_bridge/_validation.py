@@ -1,0 +1,190 @@
+"""Argument normalisers shared by the layer classes and the R-shaped factory.
+
+They accept values as both Python users and reticulate deliver them: R has no
+scalar integers in practice, so ``2`` arrives as ``2.0``; R vectors arrive as
+lists or 1-d numpy arrays. Each normaliser returns a canonical Python value or
+raises an error in Keras's form: the argument in backticks, what was expected,
+and ``Received: name=value``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def received(name, value):
+    """The ``Received: name=value`` tail of every error message."""
+    return f"Received: {name}={value!r}"
+
+
+def _is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+def _as_integer(value):
+    """Return ``value`` as an ``int`` if it is an integral real number, else None."""
+    if _is_bool(value):
+        return None
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+    return None
+
+
+def _as_sequence(value):
+    """Return ``value`` as a list if it is a list, tuple or 1-d array, else None."""
+    if isinstance(value, np.ndarray):
+        return list(value) if value.ndim == 1 else None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def positive_integer(value, name):
+    """An integer >= 1, given as int, integral float or numpy scalar."""
+    integer = _as_integer(value)
+    if integer is None or integer < 1:
+        raise _integer_error(value, name, "a positive integer")
+    return integer
+
+
+def _integer_error(value, name, expected):
+    error_type = ValueError if _is_number(value) else TypeError
+    return error_type(f"`{name}` must be {expected}. {received(name, value)}")
+
+
+def _is_number(value):
+    if _is_bool(value):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and np.issubdtype(value.dtype, np.number)
+    return isinstance(value, numbers.Real)
+
+
+def positive_integer_tuple(value, rank, name):
+    """A tuple of ``rank`` integers >= 1, from a scalar or a sequence of 1 or ``rank``."""
+    expected = (
+        f"a positive integer or a list of 1 or {rank} positive integers"
+        if rank > 1
+        else "a positive integer or a list of 1 positive integer"
+    )
+    items = _as_sequence(value)
+    if items is None:
+        items = [value]
+    if len(items) not in (1, rank):
+        raise ValueError(
+            f"`{name}` must be {expected}, but has length {len(items)}. "
+            f"{received(name, value)}"
+        )
+    integers = [_as_integer(item) for item in items]
+    if any(integer is None or integer < 1 for integer in integers):
+        error_type = (
+            ValueError if all(_is_number(item) for item in items) else TypeError
+        )
+        raise error_type(f"`{name}` must be {expected}. {received(name, value)}")
+    if len(integers) == 1:
+        integers = integers * rank
+    return tuple(integers)
+
+
+def padding(value):
+    """``"valid"`` or ``"same"``, in any case."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f'`padding` must be one of "valid" or "same". {received("padding", value)}'
+        )
+    normalized = value.lower()
+    if normalized not in ("valid", "same"):
+        hint = (
+            ' ("causal" padding exists only for 1-D convolutions)'
+            if normalized == "causal"
+            else ""
+        )
+        raise ValueError(
+            f'`padding` must be one of "valid" or "same"{hint}. '
+            f'{received("padding", value)}'
+        )
+    return normalized
+
+
+def data_format(value):
+    """``"channels_last"`` or ``"channels_first"``, in any case."""
+    if not isinstance(value, str) or value.lower() not in (
+        "channels_last",
+        "channels_first",
+    ):
+        error_type = ValueError if isinstance(value, str) else TypeError
+        raise error_type(
+            '`data_format` must be one of "channels_last" or "channels_first". '
+            f'{received("data_format", value)}'
+        )
+    return value.lower()
+
+
+def strides_and_dilation(strides, dilation_rate):
+    """TensorFlow cannot combine strides > 1 with dilation > 1."""
+    if any(s > 1 for s in strides) and any(d > 1 for d in dilation_rate):
+        raise ValueError(
+            "`strides` > 1 cannot be combined with `dilation_rate` > 1: "
+            "set one of them to 1. "
+            f"Received: strides={strides}, dilation_rate={dilation_rate}"
+        )
+
+
+def optional_callable(value, name):
+    """A callable or None (R's NULL)."""
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"`{name}` must be a function (a callable) or None. "
+            f"{received(name, value)}"
+        )
+    return value
+
+
+def required_callable(value, name):
+    """A callable; None is not allowed."""
+    if not callable(value):
+        raise TypeError(f"`{name}` must be a function (a callable). {received(name, value)}")
+    return value
+
+
+def boolean(value, name):
+    """``True`` or ``False`` (numpy and length-1 R logicals included)."""
+    items = _as_sequence(value)
+    if items is not None and len(items) == 1:
+        value = items[0]
+    if not _is_bool(value):
+        raise TypeError(f"`{name}` must be True or False. {received(name, value)}")
+    return bool(value)
+
+
+def shape(value, name):
+    """A shape tuple: positive integers or None, from a list, tuple or 1-d array."""
+    items = _as_sequence(value)
+    if items is None:
+        integer = _as_integer(value)
+        items = [value] if integer is not None else None
+    if items is None:
+        raise TypeError(
+            f"`{name}` must be a list of positive integers (None for an unknown "
+            f"size). {received(name, value)}"
+        )
+    dims = []
+    for item in items:
+        if item is None:
+            dims.append(None)
+            continue
+        integer = _as_integer(item)
+        if integer is None or integer < 1:
+            raise ValueError(
+                f"`{name}` must be a list of positive integers (None for an "
+                f"unknown size). {received(name, value)}"
+            )
+        dims.append(integer)
+    return tuple(dims)
