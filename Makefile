@@ -1,0 +1,58 @@
+# Set-up and every job of the project. `make test` and `make demo` install what
+# they need (Debian packages, .venv/, the package) and are quick the second time.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PYTHON_STAMP := $(VENV)/.tfprobr-installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+BASE_PYTHON ?= python3
+DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
+	r-cran-knitr r-cran-rmarkdown r-cran-magrittr r-cran-roxygen2 pandoc
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export KERAS_BACKEND := tensorflow
+
+.PHONY: help setup test test-python demo bench clean
+
+help:
+	@echo "make test   set up everything, then run every test"
+	@echo "make demo   set up everything, then train a small Bayesian 3-D CNN"
+	@echo "make bench  compare this layer with TFP's own class (writes bench/results/)"
+
+# Debian's R (CRAN is not reachable): rpy2 in the test extra builds against it.
+$(SYSTEM_STAMP):
+	@missing=""; \
+	for package in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
+	@[ -x $(PYTHON) ] || $(BASE_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+setup: $(PYTHON_STAMP)
+
+test-python: setup
+	$(PYTHON) -m pytest
+
+test: test-python
+
+demo: setup
+	$(PYTHON) vignettes/quickstart.py
+
+bench: setup
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
