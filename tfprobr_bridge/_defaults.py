@@ -34,6 +34,19 @@ def _initializer(value, name):
     return initializer
 
 
+def _undeprecated(add_variable_fn):
+    """TFP's tf_keras layers pass their deprecated ``add_variable``, which warns.
+
+    Its replacement ``add_weight`` takes the same arguments.
+    """
+    owner = getattr(add_variable_fn, "__self__", None)
+    if getattr(add_variable_fn, "__name__", None) == "add_variable" and hasattr(
+        owner, "add_weight"
+    ):
+        return owner.add_weight
+    return add_variable_fn
+
+
 def _fresh(initializer):
     """A copy of ``initializer`` for one variable.
 
@@ -103,6 +116,7 @@ class MeanFieldNormal:
 
     def __call__(self, dtype, shape, name, trainable, add_variable_fn):
         dtype = tf.as_dtype(dtype)
+        add_variable_fn = _undeprecated(add_variable_fn)
         loc = add_variable_fn(
             name=name + "_loc",
             shape=shape,

@@ -7,6 +7,8 @@ do. Keras 3 objects get this package's layer; legacy ``tf_keras`` objects get
 TFP's own ``Convolution3DReparameterization``, which is what they can hold.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -80,10 +82,14 @@ def layer_conv_3d_reparameterization(
         ValueError: An argument has the right type but an invalid value.
     """
     if filters is None:
-        raise TypeError("`filters` is required: the number of output channels.")
+        raise TypeError(
+            "`filters` is required: a positive integer, the number of output "
+            "channels. Received: filters=None"
+        )
     if kernel_size is None:
         raise TypeError(
-            "`kernel_size` is required: an integer or a list of 1 or 3 integers."
+            "`kernel_size` is required: a positive integer or a list of 1 or 3 "
+            "positive integers. Received: kernel_size=None"
         )
     arguments = dict(
         filters=filters,
@@ -105,6 +111,7 @@ def layer_conv_3d_reparameterization(
         bias_divergence_fn=bias_divergence_fn,
         **_layer_keywords(kwargs),
     )
+    input_shape = arguments.pop("input_shape", None)
 
     if _is_legacy(object):
         return _compose_legacy(object, arguments)
@@ -113,18 +120,30 @@ def layer_conv_3d_reparameterization(
             f"`object` must be {_ACCEPTED_OBJECTS}. "
             f"Received: object={_short_repr(object)} of type {type(object).__name__}"
         )
+    if object is None and input_shape is not None:
+        with warnings.catch_warnings():
+            # Keras advises Input() over input_shape=, but a first layer made on
+            # its own (R: missing object) has nowhere else to carry the shape.
+            warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
+            return Conv3DReparameterization(**arguments, input_shape=input_shape)
     layer = Conv3DReparameterization(**arguments)
-    return compose(object, layer)
+    return compose(object, layer, input_shape=input_shape)
 
 
-def compose(object, layer):  # noqa: A002 -- mirrors the factory's argument.
-    """Compose a Keras 3 ``layer`` with ``object`` by the factory's table."""
+def compose(object, layer, input_shape=None):  # noqa: A002 -- the factory's name.
+    """Compose a Keras 3 ``layer`` with ``object`` by the factory's table.
+
+    ``input_shape`` (one example's shape) starts an empty stack or model, as
+    ``input_shape=`` on a first layer does in R keras; it is ignored after.
+    """
     if object is None:
         return layer
     if isinstance(object, LayerStack):
+        if input_shape is not None and object.input_shape is None and not len(object):
+            object = LayerStack(input_shape, object.name)
         return object | layer
     if isinstance(object, keras.Sequential):
-        _add_or_restore(object, layer)
+        _add_or_restore(object, layer, input_shape)
         return object
     if _is_tensor_like(object):
         return layer(object)
@@ -134,16 +153,30 @@ def compose(object, layer):  # noqa: A002 -- mirrors the factory's argument.
     )
 
 
-def _add_or_restore(model, layer):
+def _add_or_restore(model, layer, input_shape=None):
     # Keras appends before it rebuilds, so a layer that does not fit the
     # model's input would otherwise stay behind in it.
-    count = len(model.layers)
+    before = list(model.layers)
+    added_input = False
     try:
+        if input_shape is not None and not before and not _has_input(model):
+            model.add(keras.Input(shape=input_shape))
+            added_input = True
         model.add(layer)
     except Exception:
-        if len(model.layers) > count and model.layers[-1] is layer:
+        while len(model.layers) > len(before):
+            model.pop()
+        if added_input:
             model.pop()
         raise
+
+
+def _has_input(model):
+    try:
+        model.inputs
+    except (AttributeError, ValueError):
+        return False
+    return bool(model.inputs)
 
 
 def _is_keras3_target(value):
@@ -176,9 +209,7 @@ def _compose_legacy(object, arguments):  # noqa: A002
     import tensorflow_probability as tfp
     import tf_keras
 
-    if not (
-        isinstance(object, tf_keras.Sequential) or tf_keras.backend.is_keras_tensor(object)
-    ):
+    if not (isinstance(object, tf_keras.Sequential) or _is_legacy_tensor(object)):
         raise TypeError(
             "A tf_keras `object` must be a tf_keras Sequential model or a tf_keras "
             f"symbolic tensor. Received: object={_short_repr(object)} of type "
@@ -206,6 +237,15 @@ def _compose_legacy(object, arguments):  # noqa: A002
             raise
         return object
     return layer(object)
+
+
+def _is_legacy_tensor(value):
+    import tf_keras
+
+    try:
+        return tf_keras.backend.is_keras_tensor(value)
+    except ValueError:  # It raises, rather than answer False, for non-tensors.
+        return False
 
 
 _CONV_ARGUMENTS = (
