@@ -159,3 +159,33 @@ def test_fit_changes_every_posterior_variable_and_lowers_the_loss(rng, data_form
     changed = [not np.allclose(b, a) for b, a in zip(before, after)]
     assert changed == [True, True, True]
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_divergences_enter_the_training_objective(rng):
+    kernel = rng.standard_normal((1, 1, 1, 1, 1)).astype("float32")
+
+    def fixed(value):
+        def fn(dtype, shape, name, trainable, add_variable_fn):
+            return tfd.Deterministic(loc=tf.constant(value))
+
+        return fn
+
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 2, 1)),
+            Conv3DReparameterization(
+                1,
+                1,
+                kernel_posterior_fn=fixed(kernel),
+                kernel_prior_fn=fixed(kernel),
+                kernel_divergence_fn=lambda q, p, sample: tf.constant(5.0),
+                bias_posterior_fn=None,
+            ),
+            keras.layers.Flatten(),
+        ]
+    )
+    model.compile(loss="mse")
+    x = volumes(rng, (4, 2, 2, 2, 1))
+    y = np.zeros((4, 8), "float32")
+    data_loss = float(np.mean((x.reshape(4, 8) * kernel.item()) ** 2))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(data_loss + 5.0, rel=1e-5)
