@@ -125,3 +125,22 @@ def test_unbuilt_layer_config_round_trip():
     clone = keras.saving.deserialize_keras_object(serialized)
     assert type(clone) is Conv3DReparameterization
     assert clone.get_config() == config
+
+
+def test_mean_field_normal_options_round_trip_and_apply(rng):
+    fn = tfprobr_bridge.default_mean_field_normal_fn(
+        loc_initializer=keras.initializers.Constant(0.25),
+        untransformed_scale_initializer=keras.initializers.Constant(-5.0),
+        loc_regularizer=keras.regularizers.L2(0.5),
+        untransformed_scale_constraint=keras.constraints.NonNeg(),
+    )
+    clone = tfprobr_bridge.MeanFieldNormal.from_config(fn.get_config())
+    assert clone == fn and clone is not fn
+    layer = Conv3DReparameterization(2, 1, kernel_posterior_fn=clone)
+    layer(volumes(rng, (1, 2, 2, 2, 1)))
+    np.testing.assert_allclose(layer.weights[0].numpy(), 0.25)
+    np.testing.assert_allclose(layer.weights[1].numpy(), -5.0)
+    assert layer.weights[1].constraint is not None
+    # The KL first, then the L2 penalty on loc: 0.5 * sum(0.25**2) over 2 weights.
+    assert len(layer.losses) == 2
+    np.testing.assert_allclose(float(layer.losses[1]), 0.5 * 2 * 0.25**2, rtol=1e-6)

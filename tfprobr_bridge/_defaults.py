@@ -117,27 +117,23 @@ class MeanFieldNormal:
     def __call__(self, dtype, shape, name, trainable, add_variable_fn):
         dtype = tf.as_dtype(dtype)
         add_variable_fn = _undeprecated(add_variable_fn)
-        loc = add_variable_fn(
-            name=name + "_loc",
-            shape=shape,
-            initializer=_fresh(self.loc_initializer),
-            regularizer=self.loc_regularizer,
-            constraint=self.loc_constraint,
-            dtype=dtype,
-            trainable=trainable,
-        )
-        if self.is_singular:
-            distribution = tfd.Deterministic(loc=loc)
-        else:
-            untransformed_scale = add_variable_fn(
-                name=name + "_untransformed_scale",
+
+        def variable(role):  # role: "loc" or "untransformed_scale"
+            return add_variable_fn(
+                name=f"{name}_{role}",
                 shape=shape,
-                initializer=_fresh(self.untransformed_scale_initializer),
-                regularizer=self.untransformed_scale_regularizer,
-                constraint=self.untransformed_scale_constraint,
+                initializer=_fresh(getattr(self, f"{role}_initializer")),
+                regularizer=getattr(self, f"{role}_regularizer"),
+                constraint=getattr(self, f"{role}_constraint"),
                 dtype=dtype,
                 trainable=trainable,
             )
+
+        loc = variable("loc")
+        if self.is_singular:
+            distribution = tfd.Deterministic(loc=loc)
+        else:
+            untransformed_scale = variable("untransformed_scale")
             epsilon = np.finfo(dtype.as_numpy_dtype).eps
             scale = tfp.util.DeferredTensor(
                 untransformed_scale, lambda x: epsilon + tf.nn.softplus(x)
@@ -146,22 +142,12 @@ class MeanFieldNormal:
         return tfd.Independent(distribution, reinterpreted_batch_ndims=len(shape))
 
     def get_config(self):
-        serialize = keras.saving.serialize_keras_object
-        return {
-            "is_singular": self.is_singular,
-            "loc_initializer": serialize(self.loc_initializer),
-            "untransformed_scale_initializer": serialize(
-                self.untransformed_scale_initializer
-            ),
-            "loc_regularizer": serialize(self.loc_regularizer),
-            "untransformed_scale_regularizer": serialize(
-                self.untransformed_scale_regularizer
-            ),
-            "loc_constraint": serialize(self.loc_constraint),
-            "untransformed_scale_constraint": serialize(
-                self.untransformed_scale_constraint
-            ),
-        }
+        config = {"is_singular": self.is_singular}
+        for role in ("loc", "untransformed_scale"):
+            for kind in ("initializer", "regularizer", "constraint"):
+                key = f"{role}_{kind}"
+                config[key] = keras.saving.serialize_keras_object(getattr(self, key))
+        return config
 
     @classmethod
     def from_config(cls, config):
