@@ -38,7 +38,7 @@ $(SYSTEM_STAMP):
 $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	@[ -x $(PYTHON) ] || $(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m pip install --quiet -e '.[test,r]'
 	@touch $@
 
 setup: $(PYTHON_STAMP)

@@ -161,3 +161,18 @@ def test_legacy_functional_model_is_refused():
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(inputs))
     with pytest.raises(TypeError, match=r"A tf_keras `object` must be a tf_keras Sequential"):
         conv(model, 2, 3)
+
+
+def test_add_layer_follows_the_same_table(rng):
+    dense = keras.layers.Dense(1)
+    assert tfprobr_bridge.add_layer(None, dense) is dense
+    stack = tfprobr_bridge.add_layer(LayerStack(), keras.layers.Flatten(), input_shape=[3.0, 3.0])
+    assert stack.input_shape == (3, 3) and len(stack) == 1
+    model = keras.Sequential()
+    assert tfprobr_bridge.add_layer(model, keras.layers.Flatten(), input_shape=(3, 3)) is model
+    assert model.output_shape == (None, 9)
+    outputs = tfprobr_bridge.add_layer(volumes(rng, (2, 3)), keras.layers.Dense(4))
+    assert tuple(outputs.shape) == (2, 4)
+    with pytest.raises(TypeError, match=r"`layer` must be a Keras 3 layer.*Received: layer='relu'"):
+        tfprobr_bridge.add_layer(model, "relu")
+    assert len(model.layers) == 1

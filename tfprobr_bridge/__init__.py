@@ -22,6 +22,7 @@ from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import default_multivariate_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import kl_divergence_fn  # noqa: E402
 from tfprobr_bridge._defaults import sample  # noqa: E402
+from tfprobr_bridge._factory import add_layer  # noqa: E402
 from tfprobr_bridge._factory import layer_conv_3d_reparameterization  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
 
@@ -31,6 +32,7 @@ __all__ = [
     "Conv3DReparameterization",
     "LayerStack",
     "MeanFieldNormal",
+    "add_layer",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
     "kl_divergence_fn",

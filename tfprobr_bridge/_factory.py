@@ -127,15 +127,24 @@ def layer_conv_3d_reparameterization(
             warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
             return Conv3DReparameterization(**arguments, input_shape=input_shape)
     layer = Conv3DReparameterization(**arguments)
-    return compose(object, layer, input_shape=input_shape)
+    return add_layer(object, layer, input_shape=input_shape)
 
 
-def compose(object, layer, input_shape=None):  # noqa: A002 -- the factory's name.
-    """Compose a Keras 3 ``layer`` with ``object`` by the factory's table.
+def add_layer(object, layer, input_shape=None):  # noqa: A002 -- the factory's name.
+    """Add any Keras 3 ``layer`` to ``object`` by the factory's table.
 
-    ``input_shape`` (one example's shape) starts an empty stack or model, as
-    ``input_shape=`` on a first layer does in R keras; it is ignored after.
+    ``object`` None gives the layer back; a ``LayerStack`` gives a new stack; a
+    ``keras.Sequential`` gets the layer added and is returned; a tensor or
+    array gives ``layer(object)``. ``input_shape`` (one example's shape) starts
+    an empty stack or model, as ``input_shape=`` on a first layer does in R
+    keras; it is ignored after. If the layer does not fit a model, the model
+    is left as it was.
     """
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(
+            "`layer` must be a Keras 3 layer (keras.layers.Layer). "
+            f"Received: layer={_short_repr(layer)} of type {type(layer).__name__}"
+        )
     if object is None:
         return layer
     if isinstance(object, LayerStack):
