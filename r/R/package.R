@@ -1,0 +1,141 @@
+#' tfprobr: Bayesian 3-D convolution from TensorFlow Probability on Keras 3
+#'
+#' `layer_conv_3d_reparameterization()` with the documented tfprobability API,
+#' working on TensorFlow 2.21, Keras 3 and TensorFlow Probability 0.25, plus
+#' [layer_stack()], [add_layer()] and [as_keras_model()] to compose layers
+#' with `%>%` or `|>`.
+#'
+#' @section Finding Python:
+#' `library(tfprobr)` does not start Python; the first call that needs it
+#' does. The Python used is, in order:
+#' 1. the option `tfprobr.python` (a path to a Python executable), if set;
+#' 2. the environment variable `RETICULATE_PYTHON`, if set;
+#' 3. the virtual environment recorded when the package was installed: `make`
+#'    in the tfprobr_bridge repository installs the package with
+#'    `TFPROBR_VENV` set to the repository's `.venv`, whose `bin/python` is
+#'    used;
+#' 4. otherwise reticulate's own choice.
+#'
+#' That Python needs the Python package `tfprobr_bridge` (which brings
+#' TensorFlow, TensorFlow Probability, Keras 3 and tf-keras). If it is
+#' missing, the first call fails with an R error naming what is missing and
+#' the command that installs it. [tfprobr_python()] says which Python was chosen.
+#'
+#' @keywords internal
+"_PACKAGE"
+
+#' TensorFlow Probability and Keras 3 Python modules
+#'
+#' `tfp` is the Python module `tensorflow_probability` and `keras` is Keras 3,
+#' loaded on first use (so the documented defaults such as
+#' `tfp$layers$util$default_mean_field_normal_fn()` evaluate, and Keras 3
+#' layers such as `keras$layers$GlobalAveragePooling3D()` are at hand).
+#'
+#' @format Python modules, loaded on first use.
+#' @examples
+#' pooling <- keras$layers$GlobalAveragePooling3D()
+#' class(pooling)[1]
+#' tfp$distributions$Normal(loc = 0, scale = 1)
+#' @name python-modules
+NULL
+
+#' @rdname python-modules
+#' @export
+tfp <- NULL
+
+#' @rdname python-modules
+#' @export
+keras <- NULL
+
+bridge <- NULL
+
+# Captured when the package is installed (lazy loading evaluates this at
+# build time), so an installed package remembers the venv it was built for.
+install_time_venv <- Sys.getenv("TFPROBR_VENV", "")
+
+#' Which Python tfprobr uses
+#'
+#' Applies the rule in [tfprobr-package] ("Finding Python") without starting
+#' Python.
+#'
+#' @return The path of the Python executable tfprobr asks reticulate for, or
+#'   `NULL` when it leaves the choice to reticulate.
+#' @examples
+#' tfprobr_python()
+#' @export
+tfprobr_python <- function() {
+  option <- getOption("tfprobr.python")
+  if (!is.null(option)) {
+    return(path.expand(option))
+  }
+  variable <- Sys.getenv("RETICULATE_PYTHON", "")
+  if (nzchar(variable)) {
+    return(path.expand(variable))
+  }
+  if (nzchar(install_time_venv)) {
+    python <- file.path(install_time_venv, "bin", "python")
+    if (file.exists(python)) {
+      return(python)
+    }
+  }
+  NULL
+}
+
+install_hint <- function() {
+  venv <- if (nzchar(install_time_venv)) install_time_venv else "<repository>/.venv"
+  paste0(
+    "Install it by running `make setup` in the tfprobr_bridge repository ",
+    "(or `", file.path(venv, "bin", "pip"), " install -e '<repository>[r]'`), ",
+    "or point tfprobr at a Python that has it with ",
+    "options(tfprobr.python = \"/path/to/python\")."
+  )
+}
+
+python_missing_error <- function(module) {
+  force(module)
+  function(error) {
+    config <- tryCatch(reticulate::py_config(), error = function(e) NULL)
+    python <- if (is.null(config)) "no usable Python" else config$python
+    detail <- conditionMessage(error)
+    detail <- sub("\n.*", "", sub("^[A-Za-z]*Error: ", "", detail))
+    stop(structure(
+      class = c("tfprobr_python_missing", "error", "condition"),
+      list(
+        message = paste0(
+          "tfprobr needs the Python module '", module, "', but it could not be ",
+          "imported from ", python, " (", detail, "). ", install_hint()
+        ),
+        call = NULL
+      )
+    ))
+  }
+}
+
+.onLoad <- function(libname, pkgname) {
+  if (!nzchar(Sys.getenv("TF_CPP_MIN_LOG_LEVEL"))) {
+    Sys.setenv(TF_CPP_MIN_LOG_LEVEL = "2")
+  }
+  if (!nzchar(Sys.getenv("KERAS_BACKEND"))) {
+    Sys.setenv(KERAS_BACKEND = "tensorflow")
+  }
+  python <- tfprobr_python()
+  if (!is.null(python) && file.exists(python) &&
+      !reticulate::py_available(initialize = FALSE)) {
+    # reticulate 1.28 ranks use_python() below its Poetry and Pipenv project
+    # detection (a pyproject.toml in the working directory is enough), but
+    # RETICULATE_PYTHON above both.
+    Sys.setenv(RETICULATE_PYTHON = python)
+  }
+  bridge <<- reticulate::import(
+    "tfprobr_bridge",
+    delay_load = list(priority = 10, on_error = python_missing_error("tfprobr_bridge"))
+  )
+  tfp <<- reticulate::import(
+    "tensorflow_probability",
+    delay_load = list(on_error = python_missing_error("tensorflow_probability"))
+  )
+  keras <<- reticulate::import(
+    "keras",
+    delay_load = list(on_error = python_missing_error("keras"))
+  )
+}

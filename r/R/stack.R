@@ -1,0 +1,92 @@
+#' A pipe-friendly stack of Keras 3 layers
+#'
+#' `layer_stack()` starts an immutable stack of layers. Piping it into
+#' [layer_conv_3d_reparameterization()] or [add_layer()] returns a new stack
+#' with one more layer (the old one is unchanged), and [as_keras_model()]
+#' turns it into a Keras 3 `Sequential` model. Both `%>%` and `|>` work.
+#'
+#' @param input_shape One example's shape, without the batch dimension, such
+#'   as `c(16, 16, 16, 1)`; `NA` for an unknown size. `NULL` leaves the model
+#'   unbuilt until data arrive.
+#' @param ... Keras 3 layers to start the stack with, in order.
+#' @param name Name of the model made by [as_keras_model()].
+#' @return A layer stack (the Python class `tfprobr_bridge.LayerStack`); it
+#'   prints the list of its layers.
+#' @seealso [add_layer()], [as_keras_model()]
+#' @examples
+#' stack <- layer_stack(input_shape = c(8, 8, 8, 1)) %>%
+#'   layer_conv_3d_reparameterization(filters = 4, kernel_size = 3) |>
+#'   add_layer(keras$layers$GlobalAveragePooling3D())
+#' stack
+#' length(stack)
+#' @export
+layer_stack <- function(input_shape = NULL, ..., name = NULL) {
+  call <- sys.call()
+  layers <- list(...)
+  for (layer in layers) {
+    check_layer(layer, call)
+  }
+  input_shape <- as_shape(input_shape, "input_shape", call)
+  if (!is.null(name) && (!is.character(name) || length(name) != 1L || is.na(name))) {
+    argument_error("name", "a string or NULL", name, call)
+  }
+  with_r_errors(
+    bridge$LayerStack(input_shape = input_shape, name = name, layers = layers),
+    call
+  )
+}
+
+#' Add any Keras 3 layer to a stack, a model or a tensor
+#'
+#' Composes `layer` with `object` the way [layer_conv_3d_reparameterization()]
+#' does, so that any Keras 3 layer (from `keras$layers`) can join a pipe.
+#'
+#' @param object `NULL`, a layer stack, a Keras 3 `Sequential` model, or a
+#'   tensor or array (see [layer_conv_3d_reparameterization()]).
+#' @param layer A Keras 3 layer, such as `keras$layers$Dense(10L)`.
+#' @return A new stack; the model, with the layer added; or the layer's output
+#'   for a tensor. If the layer does not fit a model, the model is unchanged.
+#' @examples
+#' layer_stack(input_shape = c(4, 4, 4, 1)) |>
+#'   add_layer(keras$layers$Flatten()) |>
+#'   add_layer(keras$layers$Dense(2L))
+#' @export
+add_layer <- function(object, layer) {
+  call <- sys.call()
+  check_layer(layer, call)
+  if (missing(object)) {
+    object <- NULL
+  }
+  with_r_errors(bridge$add_layer(object, layer), call)
+}
+
+#' A Keras 3 model from a layer stack
+#'
+#' @param object A layer stack from [layer_stack()], or a Keras 3 model (which
+#'   is returned as it is).
+#' @return A Keras 3 model, ready for `$compile()`, `$fit()`, `$predict()` and
+#'   `$save()`.
+#' @examples
+#' model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
+#'   layer_conv_3d_reparameterization(filters = 2, kernel_size = 3) |>
+#'   as_keras_model()
+#' model$output_shape
+#' @export
+as_keras_model <- function(object) {
+  call <- sys.call()
+  if (inherits(object, "tfprobr_bridge._stack.LayerStack")) {
+    return(with_r_errors(object$to_model(), call))
+  }
+  if (inherits(object, "keras.src.models.model.Model")) {
+    return(object)
+  }
+  argument_error("object", "a layer stack (from layer_stack()) or a Keras 3 model",
+                 object, call)
+}
+
+check_layer <- function(layer, call) {
+  if (!inherits(layer, "keras.src.layers.layer.Layer")) {
+    argument_error("layer", "a Keras 3 layer (such as keras$layers$Dense(10L))",
+                   layer, call)
+  }
+}
