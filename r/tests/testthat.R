@@ -1,0 +1,4 @@
+library(testthat)
+library(tfprobr)
+
+test_check("tfprobr")
