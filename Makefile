@@ -11,10 +11,15 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 BASE_PYTHON ?= python3
 DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
 	r-cran-knitr r-cran-rmarkdown r-cran-magrittr r-cran-roxygen2 pandoc
+R_STAMP := $(VENV)/.tfprobr-r-installed
+R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd)
+CHECK_DIR := build/r-check
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
+# The R package records this venv when it is installed (see ?tfprobr::tfprobr_python).
+export TFPROBR_VENV := $(abspath $(VENV))
 
-.PHONY: help setup test test-python demo bench clean
+.PHONY: help setup test test-python test-r check-r demo bench clean
 
 help:
 	@echo "make test   set up everything, then run every test"
@@ -41,12 +46,29 @@ $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,r]'
 	@touch $@
 
-setup: $(PYTHON_STAMP)
+$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP)
+	R CMD INSTALL --no-multiarch r
+	@touch $@
+
+setup: $(PYTHON_STAMP) $(R_STAMP)
 
 test-python: setup
 	$(PYTHON) -m pytest
 
-test: test-python
+test-r: setup
+	cd r/tests && Rscript testthat.R
+
+# R CMD check is the R package's definition of done: no ERROR and no WARNING.
+check-r: setup
+	rm -rf $(CHECK_DIR) && mkdir -p $(CHECK_DIR)
+	cd $(CHECK_DIR) && R CMD build --no-manual --no-build-vignettes $(CURDIR)/r
+	cd $(CHECK_DIR) && _R_CHECK_FUTURE_FILE_TIMESTAMPS_=FALSE \
+	  R CMD check --no-manual tfprobr_*.tar.gz
+	@if grep -E '^\* .*\.\.\. (WARNING|ERROR)' $(CHECK_DIR)/tfprobr.Rcheck/00check.log; then \
+	  echo "R CMD check reported the WARNING/ERROR above" >&2; exit 1; fi
+	@grep -E '\.\.\. NOTE' $(CHECK_DIR)/tfprobr.Rcheck/00check.log || echo "R CMD check: no NOTEs"
+
+test: test-python test-r check-r
 
 demo: setup
 	$(PYTHON) vignettes/quickstart.py

@@ -64,46 +64,52 @@ install_time_venv <- Sys.getenv("TFPROBR_VENV", "")
 #' tfprobr_python()
 #' @export
 tfprobr_python <- function() {
+  python_choice()$python
+}
+
+# The Python the rule picks, and which step of the rule picked it.
+python_choice <- function() {
   option <- getOption("tfprobr.python")
   if (!is.null(option)) {
-    return(path.expand(option))
+    return(list(python = path.expand(option), source = "options(tfprobr.python)"))
   }
   variable <- Sys.getenv("RETICULATE_PYTHON", "")
-  if (nzchar(variable)) {
-    return(path.expand(variable))
+  if (nzchar(variable) && !identical(variable, .globals$set_by_tfprobr)) {
+    return(list(python = path.expand(variable), source = "RETICULATE_PYTHON"))
   }
   if (nzchar(install_time_venv)) {
     python <- file.path(install_time_venv, "bin", "python")
     if (file.exists(python)) {
-      return(python)
+      return(list(python = python, source = "the venv recorded at installation"))
     }
   }
-  NULL
+  list(python = NULL, source = "reticulate's default")
 }
 
-install_hint <- function() {
-  venv <- if (nzchar(install_time_venv)) install_time_venv else "<repository>/.venv"
-  paste0(
-    "Install it by running `make setup` in the tfprobr_bridge repository ",
-    "(or `", file.path(venv, "bin", "pip"), " install -e '<repository>[r]'`), ",
-    "or point tfprobr at a Python that has it with ",
-    "options(tfprobr.python = \"/path/to/python\")."
-  )
-}
+.globals <- new.env(parent = emptyenv())
 
 python_missing_error <- function(module) {
   force(module)
   function(error) {
-    config <- tryCatch(reticulate::py_config(), error = function(e) NULL)
-    python <- if (is.null(config)) "no usable Python" else config$python
-    detail <- conditionMessage(error)
-    detail <- sub("\n.*", "", sub("^[A-Za-z]*Error: ", "", detail))
+    choice <- python_choice()
+    detail <- sub("\n.*", "", sub("^[A-Za-z]*Error: ", "", conditionMessage(error)))
+    if (!is.null(choice$python) && !file.exists(choice$python)) {
+      problem <- paste0("tfprobr is set to use the Python at ", choice$python, " (by ",
+                        choice$source, "), which does not exist.")
+      python <- "python3"
+    } else {
+      config <- tryCatch(reticulate::py_config(), error = function(e) NULL)
+      python <- if (is.null(config)) "python3" else config$python
+      problem <- paste0("tfprobr needs the Python module '", module, "', but it could ",
+                        "not be imported from ", python, " (", detail, ").")
+    }
     stop(structure(
       class = c("tfprobr_python_missing", "error", "condition"),
       list(
         message = paste0(
-          "tfprobr needs the Python module '", module, "', but it could not be ",
-          "imported from ", python, " (", detail, "). ", install_hint()
+          problem, " Run `make setup` in the tfprobr_bridge repository, or `", python,
+          " -m pip install '<tfprobr_bridge repository>[r]'`, or choose a Python that ",
+          "has it with options(tfprobr.python = \"/path/to/python\")."
         ),
         call = NULL
       )
@@ -119,12 +125,13 @@ python_missing_error <- function(module) {
     Sys.setenv(KERAS_BACKEND = "tensorflow")
   }
   python <- tfprobr_python()
-  if (!is.null(python) && file.exists(python) &&
-      !reticulate::py_available(initialize = FALSE)) {
+  if (!is.null(python) && !reticulate::py_available(initialize = FALSE)) {
     # reticulate 1.28 ranks use_python() below its Poetry and Pipenv project
     # detection (a pyproject.toml in the working directory is enough), but
-    # RETICULATE_PYTHON above both.
+    # RETICULATE_PYTHON above both. A path that does not exist is kept, so
+    # that the first call says so instead of silently using another Python.
     Sys.setenv(RETICULATE_PYTHON = python)
+    .globals$set_by_tfprobr <- python
   }
   bridge <<- reticulate::import(
     "tfprobr_bridge",

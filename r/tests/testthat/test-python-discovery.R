@@ -1,0 +1,69 @@
+rscript <- function(code, env = character()) {
+  script <- tempfile(fileext = ".R")
+  writeLines(code, script)
+  output <- suppressWarnings(system2(
+    file.path(R.home("bin"), "Rscript"), c("--vanilla", script),
+    stdout = TRUE, stderr = TRUE, env = env
+  ))
+  paste(output, collapse = "\n")
+}
+
+test_that("library(tfprobr) does not start Python", {
+  output <- rscript(c(
+    "started <- proc.time()[['elapsed']]",
+    "library(tfprobr)",
+    "cat('seconds:', proc.time()[['elapsed']] - started, '\\n')",
+    "cat('python started:', reticulate::py_available(initialize = FALSE), '\\n')",
+    "cat('chosen:', tfprobr_python(), '\\n')"
+  ))
+  expect_match(output, "python started: FALSE")
+  seconds <- as.numeric(sub(".*seconds: ([0-9.]+).*", "\\1", output))
+  message("library(tfprobr) took ", seconds, " s without starting Python")
+  expect_lt(seconds, 10)
+})
+
+test_that("the option, then RETICULATE_PYTHON, choose the Python", {
+  output <- rscript(
+    c("options(tfprobr.python = '/opt/option/python')",
+      "library(tfprobr)",
+      "cat('chosen:', tfprobr_python(), '\\n')"),
+    env = "RETICULATE_PYTHON=/opt/variable/python"
+  )
+  expect_match(output, "chosen: /opt/option/python")
+  output <- rscript(c("library(tfprobr)", "cat('chosen:', tfprobr_python(), '\\n')"),
+                    env = "RETICULATE_PYTHON=/opt/variable/python")
+  expect_match(output, "chosen: /opt/variable/python")
+})
+
+test_that("a Python without the modules gives one R error with the install command", {
+  skip_if_no_python()
+  empty <- file.path(tempfile(), "venv")
+  python <- reticulate::py_config()$python
+  system2(python, c("-m", "venv", "--without-pip", empty))
+  expect_true(file.exists(file.path(empty, "bin", "python")))
+  output <- rscript(c(
+    sprintf("options(tfprobr.python = '%s')", file.path(empty, "bin", "python")),
+    "library(tfprobr)",
+    "result <- tryCatch(layer_conv_3d_reparameterization(filters = 2, kernel_size = 3),",
+    "                   error = function(e) e)",
+    "cat('class:', class(result)[1], '\\n')",
+    "cat('message:', conditionMessage(result), '\\n')",
+    "cat('session alive:', 1 + 1, '\\n')"
+  ))
+  expect_match(output, "class: tfprobr_python_missing")
+  expect_match(output, "needs the Python module 'tfprobr_bridge'")
+  expect_match(output, "make setup", fixed = TRUE)
+  expect_match(output, "session alive: 2")
+})
+
+test_that("a Python path that does not exist is reported, not replaced", {
+  output <- rscript(c(
+    "options(tfprobr.python = '/nonexistent/bin/python')",
+    "library(tfprobr)",
+    "result <- tryCatch(layer_stack(), error = function(e) e)",
+    "cat('message:', conditionMessage(result), '\\n')",
+    "cat('session alive:', 1 + 1, '\\n')"
+  ))
+  expect_match(output, "/nonexistent/bin/python")
+  expect_match(output, "session alive: 2")
+})
