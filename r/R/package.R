@@ -130,8 +130,10 @@ python_missing_error <- function(module) {
     # detection (a pyproject.toml in the working directory is enough), but
     # RETICULATE_PYTHON above both. A path that does not exist is kept, so
     # that the first call says so instead of silently using another Python.
-    Sys.setenv(RETICULATE_PYTHON = python)
-    .globals$set_by_tfprobr <- python
+    if (!identical(Sys.getenv("RETICULATE_PYTHON"), python)) {
+      Sys.setenv(RETICULATE_PYTHON = python)
+      .globals$set_by_tfprobr <- python
+    }
   }
   bridge <<- reticulate::import(
     "tfprobr_bridge",
