@@ -24,3 +24,18 @@ def test_readme_python_example_runs_and_prints_what_it_claims(tmp_path, monkeypa
     claimed = re.search(r"^# (\(None.*)$", blocks[0], flags=re.M).group(1)
     assert output.getvalue().strip() == claimed
     assert namespace["restored"].output_shape == (None, 2)
+
+
+def test_readme_r_example_runs_in_rscript_and_prints_what_it_claims(tmp_path):
+    import subprocess
+
+    blocks = re.findall(r"```r\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    script = tmp_path / "example.R"
+    script.write_text(blocks[0])
+    process = subprocess.run(
+        ["Rscript", str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    claimed = re.search(r"^# (\d+ KL term.*)$", blocks[0], flags=re.M).group(1)
+    assert process.stdout.strip().splitlines()[-1] == claimed
