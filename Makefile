@@ -19,7 +19,7 @@ export KERAS_BACKEND := tensorflow
 # The R package records this venv when it is installed (see ?tfprobr::tfprobr_python).
 export TFPROBR_VENV := $(abspath $(VENV))
 
-.PHONY: help setup test test-python test-r check-r demo bench clean
+.PHONY: help setup r-venv-check test test-python test-r check-r demo bench clean
 
 help:
 	@echo "make test   set up everything, then run every test"
@@ -50,7 +50,13 @@ $(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP)
 	R CMD INSTALL --no-multiarch r
 	@touch $@
 
-setup: $(PYTHON_STAMP) $(R_STAMP)
+# Another checkout may have reinstalled tfprobr for its own venv: then redo it.
+r-venv-check: $(SYSTEM_STAMP)
+	@recorded=$$(Rscript -e 'cat(tryCatch(tfprobr:::install_time_venv, error = function(e) ""))' 2>/dev/null); \
+	if [ "$$recorded" != "$(TFPROBR_VENV)" ]; then rm -f $(R_STAMP); fi
+
+setup: $(PYTHON_STAMP) r-venv-check
+	@$(MAKE) --no-print-directory $(R_STAMP)
 
 test-python: setup
 	$(PYTHON) -m pytest
