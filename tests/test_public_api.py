@@ -44,7 +44,7 @@ def test_class_signature_is_tfps():
 
 
 def test_layer_and_defaults_are_registered():
-    for name in ("Conv3DReparameterization", "MeanFieldNormal",
+    for name in ("Conv3DReparameterization", "MeanFieldNormal", "ScaledKLDivergence",
                  "default_multivariate_normal_fn", "sample", "kl_divergence_fn"):
         assert keras.saving.get_registered_object(f"tfprobr_bridge>{name}") is getattr(
             tfprobr_bridge, name

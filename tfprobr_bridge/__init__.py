@@ -21,9 +21,12 @@ from tfprobr_bridge._defaults import MeanFieldNormal  # noqa: E402
 from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import default_multivariate_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import kl_divergence_fn  # noqa: E402
+from tfprobr_bridge._defaults import ScaledKLDivergence  # noqa: E402
 from tfprobr_bridge._defaults import sample  # noqa: E402
+from tfprobr_bridge._defaults import scaled_kl_divergence_fn  # noqa: E402
 from tfprobr_bridge._factory import add_layer  # noqa: E402
 from tfprobr_bridge._factory import layer_conv_3d_reparameterization  # noqa: E402
+from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
 
 __version__ = "0.1.0"
@@ -32,10 +35,13 @@ __all__ = [
     "Conv3DReparameterization",
     "LayerStack",
     "MeanFieldNormal",
+    "ScaledKLDivergence",
     "add_layer",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
     "kl_divergence_fn",
     "layer_conv_3d_reparameterization",
+    "predict_mc",
     "sample",
+    "scaled_kl_divergence_fn",
 ]

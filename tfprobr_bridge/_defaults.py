@@ -217,3 +217,50 @@ def kl_divergence_fn(posterior, prior, posterior_tensor):
     """
     del posterior_tensor  # The analytic KL needs no sample.
     return tfd.kl_divergence(posterior, prior)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScaledKLDivergence:
+    """A divergence fn: the analytic KL divided by the examples per epoch.
+
+    Keras adds a layer's losses to every batch's mean loss, so a KL that
+    should count once per epoch must be divided by the number of training
+    examples the loss averages over (for segmentation, every labelled voxel
+    is an example). Unlike a lambda or an R closure, this saves with the
+    model and loads in Keras's safe mode.
+
+    Args:
+        num_examples: Positive number of examples per epoch.
+    """
+
+    def __init__(self, num_examples):
+        self.num_examples = _validation.positive_number(num_examples, "num_examples")
+
+    def __call__(self, posterior, prior, posterior_tensor):
+        del posterior_tensor  # The analytic KL needs no sample.
+        divergence = tfd.kl_divergence(posterior, prior)
+        return divergence / tf.cast(self.num_examples, divergence.dtype)
+
+    def get_config(self):
+        return {"num_examples": self.num_examples}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.num_examples == self.num_examples
+
+    def __hash__(self):
+        return hash((type(self), self.num_examples))
+
+    def __repr__(self):
+        return f"scaled_kl_divergence_fn(num_examples={self.num_examples:g})"
+
+
+def scaled_kl_divergence_fn(num_examples):
+    """A serialisable ``lambda q, p, _: kl_divergence(q, p) / num_examples``.
+
+    Returns a :class:`ScaledKLDivergence`.
+    """
+    return ScaledKLDivergence(num_examples)

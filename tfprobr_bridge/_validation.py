@@ -54,6 +54,16 @@ def positive_integer(value, name):
     return integer
 
 
+def positive_number(value, name):
+    """A finite real number > 0, given as int, float or numpy scalar."""
+    if not _is_number(value):
+        raise TypeError(f"`{name}` must be a positive number. {received(name, value)}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"`{name}` must be a positive number. {received(name, value)}")
+    return number
+
+
 def _integer_error(value, name, expected):
     error_type = ValueError if _is_number(value) else TypeError
     return error_type(f"`{name}` must be {expected}. {received(name, value)}")
