@@ -43,7 +43,7 @@ $(SYSTEM_STAMP):
 $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	@[ -x $(PYTHON) ] || $(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,r]'
+	$(PYTHON) -m pip install --quiet -e '.[test,r,demo]'
 	@touch $@
 
 $(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP)

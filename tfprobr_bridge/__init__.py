@@ -17,6 +17,7 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from tfprobr_bridge._conv3d import Conv3DReparameterization  # noqa: E402
+from tfprobr_bridge._datasets import load_mni152_tissue  # noqa: E402
 from tfprobr_bridge._defaults import MeanFieldNormal  # noqa: E402
 from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import default_multivariate_normal_fn  # noqa: E402
@@ -41,6 +42,7 @@ __all__ = [
     "default_multivariate_normal_fn",
     "kl_divergence_fn",
     "layer_conv_3d_reparameterization",
+    "load_mni152_tissue",
     "predict_mc",
     "sample",
     "scaled_kl_divergence_fn",

@@ -1,0 +1,93 @@
+#' Monte Carlo prediction: predictive mean and standard deviation
+#'
+#' Every call of a model with Bayesian layers draws new weights, so repeated
+#' predictions differ; their spread is the model's uncertainty. `predict_mc()`
+#' runs `n_samples` stochastic forward passes per batch inside one traced
+#' TensorFlow function (traced once per model and input shape, then reused)
+#' and returns the per-element mean and standard deviation.
+#'
+#' @param model A Keras 3 model (or layer).
+#' @param x Inputs: an R array or a tensor, batch first.
+#' @param n_samples Number of stochastic forward passes.
+#' @param batch_size Examples per traced call.
+#' @param return_samples Also return every draw (`n_samples` times the memory).
+#' @param verbose `"auto"` shows a progress bar when there is more than one
+#'   batch; `0` for none, `1` always.
+#' @return A list with arrays `mean` and `stddev` (population standard
+#'   deviation over the draws), shaped like one prediction, and `samples`
+#'   (draws first) when `return_samples = TRUE`.
+#' @examples
+#' model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
+#'   layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "same") |>
+#'   as_keras_model()
+#' result <- predict_mc(model, array(1, c(3, 4, 4, 4, 1)), n_samples = 10)
+#' dim(result$mean)
+#' range(result$stddev)
+#' @export
+predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples = FALSE,
+                       verbose = "auto") {
+  call <- sys.call()
+  with_r_errors(bridge$predict_mc(
+    model, x,
+    n_samples = as_count(n_samples, "n_samples", call),
+    batch_size = as_count(batch_size, "batch_size", call),
+    return_samples = as_flag(return_samples, "return_samples", call),
+    verbose = if (is.numeric(verbose)) as.integer(verbose) else verbose
+  ), call)
+}
+
+#' A KL divergence function scaled to count once per epoch, that can be saved
+#'
+#' Returns the divergence function `function(q, p, ignore)
+#' tfd_kl_divergence(q, p) / num_examples`, as a Python object that is saved
+#' with the model (an R closure cannot be) and loads with
+#' `keras$models$load_model()` in Keras's safe mode.
+#'
+#' Keras adds a layer's losses to the mean loss of every batch, so the KL
+#' divergence, which belongs to the whole training set, must be divided by the
+#' number of examples the loss averages over in one epoch. For segmentation,
+#' where the loss averages over voxels, that is the number of labelled voxels.
+#'
+#' @param num_examples Positive number: training examples per epoch.
+#' @return A divergence function for `kernel_divergence_fn` or
+#'   `bias_divergence_fn` of [layer_conv_3d_reparameterization()].
+#' @examples
+#' layer <- layer_conv_3d_reparameterization(
+#'   filters = 2, kernel_size = 3,
+#'   kernel_divergence_fn = scaled_kl_divergence_fn(1000)
+#' )
+#' layer$kernel_divergence_fn
+#' @export
+scaled_kl_divergence_fn <- function(num_examples) {
+  call <- sys.call()
+  if (!is.numeric(num_examples) || length(num_examples) != 1L || is.na(num_examples)) {
+    argument_error("num_examples", "a positive number", num_examples, call)
+  }
+  with_r_errors(bridge$scaled_kl_divergence_fn(num_examples), call)
+}
+
+#' A real brain MRI: the MNI ICBM152 template with grey/white/other labels
+#'
+#' Loads the T1-weighted MNI ICBM152 (2009a symmetric) template and its grey-
+#' and white-matter probability maps, which ship inside the Python package
+#' nilearn (no download), averages them over blocks of `downsample` voxels per
+#' axis, and labels each voxel with its most probable tissue.
+#'
+#' @param downsample Block size in voxels per axis (the template has 1 mm
+#'   voxels; `3` gives a 65 x 77 x 63 grid of 3 mm voxels).
+#' @return A list: `t1` (array scaled to 0..1), `labels` (integer array: 0
+#'   other, 1 grey matter, 2 white matter), `grey` and `white` (probability
+#'   arrays), `voxel_mm` and `tissues` (the label names). Axes run left to
+#'   right, posterior to anterior, inferior to superior.
+#' @examples
+#' mri <- load_mni152_tissue(downsample = 4)
+#' dim(mri$t1)
+#' table(mri$labels)
+#' @export
+load_mni152_tissue <- function(downsample = 3) {
+  call <- sys.call()
+  with_r_errors(
+    bridge$load_mni152_tissue(downsample = as_count(downsample, "downsample", call)),
+    call
+  )
+}
