@@ -19,11 +19,12 @@ export KERAS_BACKEND := tensorflow
 # The R package records this venv when it is installed (see ?tfprobr::tfprobr_python).
 export TFPROBR_VENV := $(abspath $(VENV))
 
-.PHONY: help setup r-venv-check test test-python test-r check-r demo bench clean
+.PHONY: help setup r-venv-check test test-python test-r check-r demo demo-python bench clean
 
 help:
 	@echo "make test   set up everything, then run every test"
-	@echo "make demo   set up everything, then train a small Bayesian 3-D CNN"
+	@echo "make demo   set up everything, then render the brain-MRI study (out/demo/)"
+	@echo "make demo-python  the same study in Python (out/demo-python/)"
 	@echo "make bench  compare this layer with TFP's own class (writes bench/results/)"
 
 # Debian's R (CRAN is not reachable): rpy2 in the test extra builds against it.
@@ -76,8 +77,16 @@ check-r: setup
 
 test: test-python test-r check-r
 
+DEMO_DIR := $(CURDIR)/out/demo
+DEMO_PYTHON_DIR := $(CURDIR)/out/demo-python
+
+# The main job: render the R vignette (HTML, figures, model, summary.json in out/demo/).
 demo: setup
-	$(PYTHON) vignettes/quickstart.py
+	Rscript -e 'rmarkdown::render("vignettes/brain-mri-segmentation.Rmd", output_dir = "$(DEMO_DIR)", intermediates_dir = tempdir(), params = list(output_dir = "$(DEMO_DIR)"), quiet = TRUE)'
+	$(PYTHON) vignettes/summary.py $(DEMO_DIR)
+
+demo-python: setup
+	$(PYTHON) vignettes/brain_mri_segmentation.py --output-dir $(DEMO_PYTHON_DIR)
 
 bench: setup
 	$(PYTHON) bench/run.py
