@@ -27,7 +27,7 @@
 #' TensorFlow Probability and Keras 3 Python modules
 #'
 #' `tfp` is the Python module `tensorflow_probability` and `keras` is Keras 3,
-#' loaded on first use (so the documented defaults such as
+#' found and loaded on first use (reticulate itself is loaded then too) (so the documented defaults such as
 #' `tfp$layers$util$default_mean_field_normal_fn()` evaluate, and Keras 3
 #' layers such as `keras$layers$GlobalAveragePooling3D()` are at hand).
 #'
@@ -87,6 +87,7 @@ python_choice <- function() {
 }
 
 .globals <- new.env(parent = emptyenv())
+.globals$modules <- list()
 
 python_missing_error <- function(module) {
   force(module)
@@ -124,6 +125,45 @@ python_missing_error <- function(module) {
   if (!nzchar(Sys.getenv("KERAS_BACKEND"))) {
     Sys.setenv(KERAS_BACKEND = "tensorflow")
   }
+  # `tfp`, `keras` and `bridge` resolve on first use: loading reticulate alone
+  # takes most of a second, and library(tfprobr) should not pay for it.
+  namespace <- topenv()
+  for (name in names(python_modules)) {
+    rm(list = name, envir = namespace)
+    makeActiveBinding(name, local({
+      binding <- name
+      function() python_module(binding)
+    }), namespace)
+  }
+}
+
+python_modules <- c(
+  bridge = "tfprobr_bridge",
+  tfp = "tensorflow_probability",
+  keras = "keras"
+)
+
+python_module <- function(name) {
+  module <- .globals$modules[[name]]
+  if (is.null(module)) {
+    choose_python()
+    module <- reticulate::import(
+      python_modules[[name]],
+      delay_load = list(
+        priority = if (name == "bridge") 10 else 0,
+        on_error = python_missing_error(python_modules[[name]])
+      )
+    )
+    .globals$modules[[name]] <- module
+  }
+  module
+}
+
+choose_python <- function() {
+  if (isTRUE(.globals$python_chosen)) {
+    return(invisible())
+  }
+  .globals$python_chosen <- TRUE
   python <- tfprobr_python()
   if (!is.null(python) && !reticulate::py_available(initialize = FALSE)) {
     # reticulate 1.28 ranks use_python() below its Poetry and Pipenv project
@@ -135,16 +175,4 @@ python_missing_error <- function(module) {
       .globals$set_by_tfprobr <- python
     }
   }
-  bridge <<- reticulate::import(
-    "tfprobr_bridge",
-    delay_load = list(priority = 10, on_error = python_missing_error("tfprobr_bridge"))
-  )
-  tfp <<- reticulate::import(
-    "tensorflow_probability",
-    delay_load = list(on_error = python_missing_error("tensorflow_probability"))
-  )
-  keras <<- reticulate::import(
-    "keras",
-    delay_load = list(on_error = python_missing_error("keras"))
-  )
 }
