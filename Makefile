@@ -88,8 +88,12 @@ demo: setup
 demo-python: setup
 	$(PYTHON) vignettes/brain_mri_segmentation.py --output-dir $(DEMO_PYTHON_DIR)
 
+# Benchmarks (not tests): each comparison in one process, interleaved rounds.
 bench: setup
-	$(PYTHON) bench/run.py
+	cd bench && ../$(PYTHON) train_step.py
+	cd bench && ../$(PYTHON) predict.py
+	cd bench && Rscript r_side.R
+	cd bench && ../$(PYTHON) report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -125,6 +125,7 @@ python_missing_error <- function(module) {
   if (!nzchar(Sys.getenv("KERAS_BACKEND"))) {
     Sys.setenv(KERAS_BACKEND = "tensorflow")
   }
+  choose_python()
   # `tfp`, `keras` and `bridge` resolve on first use: loading reticulate alone
   # takes most of a second, and library(tfprobr) should not pay for it.
   namespace <- topenv()
@@ -165,7 +166,9 @@ choose_python <- function() {
   }
   .globals$python_chosen <- TRUE
   python <- tfprobr_python()
-  if (!is.null(python) && !reticulate::py_available(initialize = FALSE)) {
+  # Asking reticulate would load it; if it is not loaded, Python has not started.
+  started <- isNamespaceLoaded("reticulate") && reticulate::py_available(initialize = FALSE)
+  if (!is.null(python) && !started) {
     # reticulate 1.28 ranks use_python() below its Poetry and Pipenv project
     # detection (a pyproject.toml in the working directory is enough), but
     # RETICULATE_PYTHON above both. A path that does not exist is kept, so

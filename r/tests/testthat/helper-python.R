@@ -1,9 +1,6 @@
 # Tests need the Python side. Outside CI a missing Python skips; in CI
 # (CI=true) it is a failure, since a skip there would hide a broken set-up.
 skip_if_no_python <- function() {
-  # Touching a module applies tfprobr's choice of Python before reticulate
-  # starts one (it is lazy: nothing is imported yet).
-  invisible(tfprobr::keras)
   if (reticulate::py_module_available("tfprobr_bridge")) {
     return(invisible(TRUE))
   }

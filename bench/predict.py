@@ -1,0 +1,83 @@
+"""Prediction: one stochastic forward pass, and 30 Monte Carlo samples.
+
+One forward pass: ``model(x)`` eagerly, as a user calls it, for ours, TFP's
+class and a deterministic Conv3D. Monte Carlo: ``predict_mc(model, x, 30)``
+vs the loop a TFP user writes today, ``[model(x) for _ in range(30)]`` (then
+mean and std), on our model; the same loop on TFP's model for reference.
+
+    python bench/predict.py [--rounds 7]
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import harness  # noqa: E402
+import models  # noqa: E402
+from tfprobr_bridge import predict_mc  # noqa: E402
+
+SAMPLES = 30
+
+
+def loop(model, x):
+    draws = np.stack([np.asarray(model(x)) for _ in range(SAMPLES)])
+    return draws.mean(axis=0), draws.std(axis=0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    rows = []
+    for size, batch in models.SIZES:
+        x = np.random.default_rng(0).standard_normal((batch, size, size, size, 1)).astype("float32")
+        built = {name: models.CONTENDERS[name][0](size) for name in models.CONTENDERS}
+        single = harness.interleave(
+            {name: (lambda m=model: np.asarray(m(x))) for name, model in built.items()},
+            args.rounds, warmup=2,
+        )
+        monte_carlo = harness.interleave(
+            {
+                "predict_mc": lambda: predict_mc(built["ours"], x, n_samples=SAMPLES,
+                                                 batch_size=batch, verbose=0),
+                "loop_ours": lambda: loop(built["ours"], x),
+                "loop_tfp": lambda: loop(built["tfp"], x),
+            },
+            args.rounds, warmup=1,
+        )
+        reference = np.median(single["tfp"])
+        for name, values in single.items():
+            summary = harness.summarise(values)
+            rows.append({"input": f"{size}^3 x {batch}", "task": "one forward pass",
+                         "contender": models.LABELS[name], "key": name,
+                         "median_ms": summary["median"], "min_ms": summary["min"],
+                         "max_ms": summary["max"], "ratio": np.median(values) / reference,
+                         "ratio_to": "TFP"})
+        loop_time = np.median(monte_carlo["loop_ours"])
+        labels = {"predict_mc": "predict_mc(ours, 30)",
+                  "loop_ours": "[ours(x) for _ in range(30)]",
+                  "loop_tfp": "[tfp_model(x) for _ in range(30)]"}
+        for name, values in monte_carlo.items():
+            summary = harness.summarise(values)
+            rows.append({"input": f"{size}^3 x {batch}", "task": "30 MC samples",
+                         "contender": labels[name], "key": name,
+                         "median_ms": summary["median"], "min_ms": summary["min"],
+                         "max_ms": summary["max"], "ratio": np.median(values) / loop_time,
+                         "ratio_to": "our loop"})
+    harness.write(
+        "predict",
+        rows,
+        [("input", "input", None), ("task", "task", None), ("contender", "contender", None),
+         ("median_ms", "median ms", ".1f"), ("min_ms", "min", ".1f"), ("max_ms", "max", ".1f"),
+         ("ratio", "ratio", ".2f"), ("ratio_to", "ratio to", None)],
+        notes="One forward pass: eager `model(x)`. 30 MC samples: the whole batch, mean and std "
+              "included.",
+    )
+
+
+if __name__ == "__main__":
+    main()

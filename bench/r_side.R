@@ -1,0 +1,127 @@
+# Costs seen from R: loading tfprobr, constructing a layer, and an epoch of fit.
+#
+# R hosts Python through reticulate, as an R user's session does, so R and
+# Python contenders run interleaved, round by round, in one process; Python-side
+# times come from Python's clock (via reticulate), R-side times from R's.
+# `library(tfprobr)` is timed in fresh Rscript processes. Results are written by
+# bench/harness.py (JSON, Markdown, machine record).
+#
+#   Rscript bench/r_side.R [rounds] [calls]
+
+args <- commandArgs(trailingOnly = TRUE)
+rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 7L
+calls <- if (length(args) >= 2) as.integer(args[[2]]) else 200L
+examples <- 256L
+
+library_seconds <- function() {
+  code <- paste0("started <- proc.time()[['elapsed']]; library(tfprobr); ",
+                 "cat(proc.time()[['elapsed']] - started, isNamespaceLoaded('reticulate'))")
+  output <- strsplit(system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)),
+                             stdout = TRUE), " ")[[1]]
+  stopifnot(output[[2]] == "FALSE")  # library() must not load reticulate
+  as.numeric(output[[1]])
+}
+library_times <- vapply(seq_len(rounds), function(i) library_seconds(), 1)
+
+library(tfprobr)
+bench_dir <- normalizePath(dirname(sub("--file=", "", grep("--file=", commandArgs(), value = TRUE))))
+harness <- reticulate::import_from_path("harness", path = bench_dir)
+bridge <- reticulate::import("tfprobr_bridge")
+main <- reticulate::py_run_string("
+import time
+import tfprobr_bridge
+
+def construct(calls):
+    started = time.perf_counter()
+    for _ in range(calls):
+        tfprobr_bridge.layer_conv_3d_reparameterization(
+            filters=8, kernel_size=3, padding='same', activation='relu')
+    return time.perf_counter() - started
+
+def fit(model, x, y):
+    started = time.perf_counter()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    return time.perf_counter() - started
+")
+
+# Run each contender once to warm up, then `rounds` rounds in rotating order.
+interleave <- function(contenders) {
+  for (contender in contenders) contender()
+  times <- lapply(contenders, function(x) numeric())
+  for (round in seq_len(rounds)) {
+    order <- (seq_along(contenders) + round - 2) %% length(contenders) + 1
+    for (i in order) times[[i]] <- c(times[[i]], contenders[[i]]())
+  }
+  times
+}
+row <- function(measure, from, seconds, reference, scale = 1000) {
+  list(measure = measure, contender = from, median_ms = median(seconds) * scale,
+       min_ms = min(seconds) * scale, max_ms = max(seconds) * scale,
+       ratio = if (is.null(reference)) NaN else median(seconds) / median(reference))
+}
+rows <- list(row("library(tfprobr)", "fresh Rscript", library_times, NULL))
+
+construct_in_r <- function() {
+  started <- proc.time()[["elapsed"]]
+  for (i in seq_len(calls)) {
+    layer_conv_3d_reparameterization(filters = 8, kernel_size = 3, padding = "same",
+                                     activation = "relu")
+  }
+  proc.time()[["elapsed"]] - started
+}
+construct <- interleave(list(R = construct_in_r, Python = function() main$construct(calls)))
+measure <- sprintf("construct a layer (per call, %d calls)", calls)
+rows <- c(rows, list(
+  row(measure, "R", construct$R / calls, construct$Python / calls),
+  row(measure, "Python", construct$Python / calls, construct$Python / calls)
+))
+
+set.seed(1)
+x_r <- array(runif(examples * 16^3), c(examples, 16, 16, 16, 1))
+y_r <- array(rep(0:1, length.out = examples))
+x_py <- reticulate::r_to_py(x_r)$astype("float32")
+y_py <- reticulate::r_to_py(y_r)
+build <- function(...) {
+  model <- layer_stack(input_shape = c(16, 16, 16, 1)) %>%
+    layer_conv_3d_reparameterization(filters = 8, kernel_size = 3, padding = "same",
+                                     activation = "relu", ...) |>
+    add_layer(keras$layers$MaxPooling3D(2L)) |>
+    add_layer(keras$layers$GlobalAveragePooling3D()) |>
+    add_layer(keras$layers$Dense(2L)) |>
+    as_keras_model()
+  model$compile(optimizer = "adam",
+                loss = keras$losses$SparseCategoricalCrossentropy(from_logits = TRUE))
+  model
+}
+n <- examples
+variants <- list(
+  "documented defaults" = build(),
+  "R closure as divergence fn" = build(
+    kernel_divergence_fn = function(q, p, ignore) tfd_kl_divergence(q, p) / n
+  )
+)
+for (label in names(variants)) {
+  model <- variants[[label]]
+  fit_in_r <- function() {
+    started <- proc.time()[["elapsed"]]
+    model$fit(x_r, y_r, epochs = 1L, batch_size = 16L, verbose = 0L)
+    proc.time()[["elapsed"]] - started
+  }
+  fits <- interleave(list(R = fit_in_r, Python = function() main$fit(model, x_py, y_py)))
+  measure <- sprintf("one epoch of fit, %d x 16^3, %s", examples, label)
+  rows <- c(rows, list(row(measure, "R", fits$R, fits$Python),
+                       row(measure, "Python", fits$Python, fits$Python)))
+}
+
+columns <- list(
+  list("measure", "measure", NULL), list("contender", "from", NULL),
+  list("median_ms", "median ms", ".2f"), list("min_ms", "min", ".2f"),
+  list("max_ms", "max", ".2f"), list("ratio", "vs Python", ".3f")
+)
+invisible(harness$write(
+  "r_side", rows, lapply(columns, reticulate::tuple),
+  notes = paste("R hosts Python through reticulate (as in an R session); R and Python",
+                "contenders interleaved in one process, each timed by its own clock.",
+                "The R fit includes converting the R arrays. library() in fresh Rscript",
+                "processes.")
+))

@@ -1,0 +1,64 @@
+"""Check the measured results against the performance targets; write targets.md.
+
+    python bench/report.py
+"""
+
+import json
+
+from harness import RESULTS
+
+
+def load(name):
+    return json.loads((RESULTS / f"{name}.json").read_text())["results"]
+
+
+def main():
+    train, predict, r_side = load("train_step"), load("predict"), load("r_side")
+    lines = []
+
+    def target(text, values, limit, met):
+        verdict = "met" if met else "NOT met"
+        lines.append(f"- {text}: {values} (target {limit}): **{verdict}**.")
+
+    ours = [row for row in train if row["key"] == "ours"]
+    tfp_ratios = {row["input"]: row["vs_tfp"] for row in ours}
+    det_ratios = {row["input"]: row["vs_deterministic"] for row in ours}
+    target("Training step, ours / TFP", ", ".join(f"{k} {v:.2f}" for k, v in tfp_ratios.items()),
+           "<= 1.00 at every size", all(v <= 1.0 for v in tfp_ratios.values()))
+    target("Training step, ours / deterministic Keras 3 Conv3D",
+           ", ".join(f"{k} {v:.2f}" for k, v in det_ratios.items()), "<= 1.10",
+           all(v <= 1.10 for v in det_ratios.values()))
+    memory = {row["input"]: (row["peak_memory_mb"],
+                             next(r["peak_memory_mb"] for r in train
+                                  if r["input"] == row["input"] and r["key"] == "tfp"))
+              for row in ours}
+    target("Peak memory, ours vs TFP (MB)",
+           ", ".join(f"{k} {a:.0f} vs {b:.0f}" for k, (a, b) in memory.items()),
+           "ours <= TFP's", all(a <= b for a, b in memory.values()))
+    mc = {row["input"]: row["ratio"] for row in predict if row["key"] == "predict_mc"}
+    speedups = {k: 1 / v for k, v in mc.items()}
+    first = next(iter(speedups))
+    target("predict_mc (30 samples) speed-up over the 30-call loop",
+           ", ".join(f"{k} {v:.1f}x" for k, v in speedups.items()),
+           f">= 2x at {first}, >= 1x elsewhere",
+           speedups[first] >= 2 and all(v >= 1 for v in speedups.values()))
+    library = next(row for row in r_side if row["measure"] == "library(tfprobr)")
+    target("library(tfprobr)", f"{library['median_ms'] / 1000:.3f} s", "<= 0.3 s",
+           library["median_ms"] <= 300)
+    construct = {row["contender"]: row["median_ms"] for row in r_side
+                 if row["measure"].startswith("construct")}
+    extra = construct["R"] - construct["Python"]
+    target("Constructing a layer from R vs Python",
+           f"{construct['R']:.2f} vs {construct['Python']:.2f} ms per call (+{extra:.2f} ms)",
+           "<= 1 ms more", extra <= 1.0)
+    for row in r_side:
+        if row["measure"].startswith("one epoch") and row["contender"] == "R":
+            target(f"Fit from R / from Python, {row['measure'].split(', ', 2)[-1]}",
+                   f"{row['ratio']:.3f}", "<= 1.05", row["ratio"] <= 1.05)
+    text = "\n".join(lines)
+    (RESULTS / "targets.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
