@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from helpers import volumes
 
+import tfprobr_bridge
 from tfprobr_bridge import Conv3DReparameterization
 from tfprobr_bridge import default_mean_field_normal_fn
 
@@ -189,3 +190,23 @@ def test_divergences_enter_the_training_objective(rng):
     y = np.zeros((4, 8), "float32")
     data_loss = float(np.mean((x.reshape(4, 8) * kernel.item()) ** 2))
     assert model.evaluate(x, y, verbose=0) == pytest.approx(data_loss + 5.0, rel=1e-5)
+
+
+def test_default_sample_draws_the_same_distribution_as_tfp(rng):
+    loc = tf.constant(rng.standard_normal((4, 5)).astype("float32"))
+    scale = tf.constant(rng.uniform(0.5, 2.0, (4, 5)).astype("float32"))
+    normal = tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=2)
+    draws = np.stack([tfprobr_bridge.sample(normal).numpy() for _ in range(4000)])
+    assert draws.shape == (4000, 4, 5)
+    # Mean and std per element within Monte Carlo error of TFP's distribution.
+    np.testing.assert_allclose(draws.mean(0), loc, atol=5 * scale.numpy().max() / np.sqrt(4000))
+    np.testing.assert_allclose(draws.std(0), scale, rtol=0.1)
+    point = tfd.Independent(tfd.Deterministic(loc), reinterpreted_batch_ndims=2)
+    np.testing.assert_array_equal(tfprobr_bridge.sample(point), loc)
+    # Anything else goes to TFP's own sample().
+    other = tfd.Independent(tfd.Laplace(loc, scale), reinterpreted_batch_ndims=2)
+    assert tfprobr_bridge.sample(other).shape == (4, 5)
+    variable = tf.Variable(loc)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(tfprobr_bridge.sample(tfd.Independent(tfd.Normal(variable, scale), 2)))
+    np.testing.assert_allclose(tape.gradient(total, variable), 1.0)

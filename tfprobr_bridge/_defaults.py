@@ -204,7 +204,22 @@ def default_multivariate_normal_fn(dtype, shape, name, trainable, add_variable_f
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def sample(distribution):
-    """A tensor fn: one draw from ``distribution`` (TFP's ``lambda d: d.sample()``)."""
+    """A tensor fn: one draw from ``distribution`` (TFP's ``lambda d: d.sample()``).
+
+    For the default posteriors (an ``Independent`` wrapping a ``Normal`` or a
+    ``Deterministic``) the draw is made directly, ``loc + scale * eps`` with
+    ``eps ~ N(0, 1)`` (or ``loc``): the same reparameterized sample TFP draws,
+    with fewer graph ops on the training step's hot path. Any other
+    distribution is sampled by TFP.
+    """
+    inner = distribution.distribution if isinstance(distribution, tfd.Independent) else None
+    if type(inner) is tfd.Deterministic:
+        return tf.convert_to_tensor(inner.loc)
+    if type(inner) is tfd.Normal:
+        loc = tf.convert_to_tensor(inner.loc)
+        scale = tf.convert_to_tensor(inner.scale)
+        shape = tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))
+        return loc + scale * tf.random.normal(shape, dtype=loc.dtype)
     return distribution.sample()
 
 
