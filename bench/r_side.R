@@ -9,9 +9,9 @@
 #   Rscript bench/r_side.R [rounds] [calls]
 
 args <- commandArgs(trailingOnly = TRUE)
-rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 7L
+rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 9L
 calls <- if (length(args) >= 2) as.integer(args[[2]]) else 200L
-examples <- 256L
+examples <- 512L
 
 library_seconds <- function() {
   code <- paste0("started <- proc.time()[['elapsed']]; library(tfprobr); ",
@@ -54,10 +54,12 @@ interleave <- function(contenders) {
   }
   times
 }
+# The ratio is the median of per-round ratios: contenders of a round run back to
+# back, so the machine's drift between rounds cancels out.
 row <- function(measure, from, seconds, reference, scale = 1000) {
   list(measure = measure, contender = from, median_ms = median(seconds) * scale,
        min_ms = min(seconds) * scale, max_ms = max(seconds) * scale,
-       ratio = if (is.null(reference)) NaN else median(seconds) / median(reference))
+       ratio = if (is.null(reference)) NaN else median(seconds / reference))
 }
 rows <- list(row("library(tfprobr)", "fresh Rscript", library_times, NULL))
 
@@ -100,6 +102,17 @@ variants <- list(
     kernel_divergence_fn = function(q, p, ignore) tfd_kl_divergence(q, p) / n
   )
 )
+# What fit from R might pay that fit from Python does not: converting R's
+# arrays (column-major doubles) to NumPy on every call.
+conversion <- vapply(seq_len(rounds), function(i) {
+  started <- proc.time()[["elapsed"]]
+  reticulate::r_to_py(x_r)
+  reticulate::r_to_py(y_r)
+  proc.time()[["elapsed"]] - started
+}, 1)
+rows <- c(rows, list(row(sprintf("convert the %d x 16^3 R arrays to NumPy", examples), "R",
+                         conversion, NULL)))
+
 for (label in names(variants)) {
   model <- variants[[label]]
   fit_in_r <- function() {
@@ -107,10 +120,17 @@ for (label in names(variants)) {
     model$fit(x_r, y_r, epochs = 1L, batch_size = 16L, verbose = 0L)
     proc.time()[["elapsed"]] - started
   }
-  fits <- interleave(list(R = fit_in_r, Python = function() main$fit(model, x_py, y_py)))
+  x_as_r_passes_it <- reticulate::r_to_py(x_r)  # float64, column-major, shares R's memory
+  fits <- interleave(list(
+    R = fit_in_r,
+    Python = function() main$fit(model, x_py, y_py),
+    python_r_array = function() main$fit(model, x_as_r_passes_it, y_py)
+  ))
   measure <- sprintf("one epoch of fit, %d x 16^3, %s", examples, label)
   rows <- c(rows, list(row(measure, "R", fits$R, fits$Python),
-                       row(measure, "Python", fits$Python, fits$Python)))
+                       row(measure, "Python", fits$Python, fits$Python),
+                       row(measure, "Python, given R's float64 column-major array",
+                           fits$python_r_array, fits$Python)))
 }
 
 columns <- list(

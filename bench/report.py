@@ -53,6 +53,7 @@ def main():
            "<= 1 ms more", extra <= 1.0)
     for row in r_side:
         if row["measure"].startswith("one epoch") and row["contender"] == "R":
+            # ratio: median over rounds of (R time / Python time) within a round.
             target(f"Fit from R / from Python, {row['measure'].split(', ', 2)[-1]}",
                    f"{row['ratio']:.3f}", "<= 1.05", row["ratio"] <= 1.05)
     text = "\n".join(lines)
