@@ -184,3 +184,14 @@ def test_mean_field_normal_rejects_bad_arguments():
         tfprobr_bridge.default_mean_field_normal_fn(is_singular="yes")
     with pytest.raises(ValueError, match=r"initializer"):
         tfprobr_bridge.default_mean_field_normal_fn(loc_initializer="no_such_initializer")
+
+
+def test_sizes_beyond_tensorflows_int32_are_refused_early():
+    with pytest.raises(ValueError, match=r"`strides` must be a positive integer.*Received: strides=3e\+22"):
+        Conv3DReparameterization(2, 2, strides=3e22)
+    with pytest.raises(ValueError, match=r"`filters` must be a positive integer no larger than 2147483647"):
+        Conv3DReparameterization(2**31, 2)
+    layer = Conv3DReparameterization(2**30, 3)
+    with pytest.raises(ValueError, match=r"has 57982058496 weights, more than TensorFlow can index"):
+        layer.build((None, 4, 4, 4, 2))
+    assert layer.weights == []

@@ -6,6 +6,8 @@ posterior draw per call shared by the whole batch, KL divergences added with
 ``add_loss``. 1-D and 2-D variants are thin shims that pass ``rank``.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -37,6 +39,9 @@ DEFAULT_FNS = {
     "bias_prior_fn": None,
     "bias_divergence_fn": _defaults.kl_divergence_fn,
 }
+
+# TensorFlow's kernels index tensors with 32-bit integers.
+_MAX_ELEMENTS = 2**31 - 1
 
 _ADD_VARIABLE_IGNORED = frozenset({"use_resource", "partitioner", "caching_device"})
 
@@ -174,6 +179,15 @@ class ConvReparameterizationBase(keras.layers.Layer):
 
         dtype = tf.as_dtype(self.dtype)
         kernel_shape = self.kernel_size + (int(input_channels), self.filters)
+        weights = math.prod(kernel_shape)
+        if weights > _MAX_ELEMENTS:
+            raise ValueError(
+                f"Layer `{self.name}`: a kernel of shape {kernel_shape} has {weights} "
+                f"weights, more than TensorFlow can index in one tensor ({_MAX_ELEMENTS}). "
+                "Use fewer `filters` or a smaller `kernel_size`. "
+                f"Received: filters={self.filters}, kernel_size={self.kernel_size}, "
+                f"input channels={int(input_channels)}"
+            )
         bias_shape = (self.filters,)
         distributions = _Distributions()
         distributions.kernel_posterior = self._make_distribution(
@@ -223,15 +237,25 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 f"`add_variable_fn` got unexpected keyword arguments {sorted(unknown)} "
                 f"for variable {name!r}."
             )
-        variable = self.add_weight(
-            name=name,
-            shape=tuple(int(dim) for dim in shape),
-            initializer=initializer,
-            regularizer=regularizer,
-            constraint=constraint,
-            dtype=None if dtype is None else tf.as_dtype(dtype).name,
-            trainable=trainable,
-        )
+        shape = tuple(int(dim) for dim in shape)
+        try:
+            variable = self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=initializer,
+                regularizer=regularizer,
+                constraint=constraint,
+                dtype=None if dtype is None else tf.as_dtype(dtype).name,
+                trainable=trainable,
+            )
+        except tf.errors.ResourceExhaustedError:
+            size = math.prod(shape) * tf.as_dtype(dtype or self.dtype).size / 2**30
+            raise ValueError(
+                f"Layer `{self.name}` could not allocate variable {name!r} of shape "
+                f"{shape} ({size:.1f} GiB): not enough memory. Use fewer `filters` or "
+                f"a smaller `kernel_size`. Received: filters={self.filters}, "
+                f"kernel_size={self.kernel_size}"
+            ) from None
         value = variable.value
         if not isinstance(value, tf.Variable):
             raise RuntimeError(
@@ -297,9 +321,30 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 data_format=layout,
                 dilations=self.dilation_rate,
             )
+        # TF's CPU convolution returns the input's shape for an empty batch;
+        # reshaping to the shape the convolution should have fixes that and is
+        # free (no copy) otherwise.
+        outputs = tf.reshape(outputs, self._output_shape_tensor(inputs, layout))
         if transpose:
             outputs = tf.transpose(outputs, [0, self.rank + 1, *range(1, self.rank + 1)])
         return outputs
+
+    def _output_shape_tensor(self, inputs, layout):
+        shape = tf.shape(inputs)
+        first_spatial = 1 if layout.endswith("C") else 2
+        spatial = [
+            _output_length(
+                shape[first_spatial + axis],
+                self.kernel_size[axis],
+                self.padding,
+                self.strides[axis],
+                self.dilation_rate[axis],
+            )
+            for axis in range(self.rank)
+        ]
+        if layout.endswith("C"):
+            return tf.stack([shape[0], *spatial, self.filters])
+        return tf.stack([shape[0], self.filters, *spatial])
 
     def _add_divergence(self, divergence_fn, posterior, prior, posterior_tensor, name):
         if divergence_fn is None or posterior is None or prior is None:

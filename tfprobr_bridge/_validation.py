@@ -13,6 +13,10 @@ import numbers
 import numpy as np
 
 
+# TensorFlow takes sizes, strides and dilations as 32-bit integers.
+MAX_INTEGER = 2**31 - 1
+
+
 def received(name, value):
     """The ``Received: name=value`` tail of every error message."""
     return f"Received: {name}={value!r}"
@@ -49,7 +53,7 @@ def _as_sequence(value):
 def positive_integer(value, name):
     """An integer >= 1, given as int, integral float or numpy scalar."""
     integer = _as_integer(value)
-    if integer is None or integer < 1:
+    if integer is None or not 1 <= integer <= MAX_INTEGER:
         raise _integer_error(value, name, "a positive integer")
     return integer
 
@@ -66,7 +70,11 @@ def positive_number(value, name):
 
 def _integer_error(value, name, expected):
     error_type = ValueError if _is_number(value) else TypeError
-    return error_type(f"`{name}` must be {expected}. {received(name, value)}")
+    limit = ""
+    integer = _as_integer(value)
+    if integer is not None and integer > MAX_INTEGER:
+        limit = f" no larger than {MAX_INTEGER}"
+    return error_type(f"`{name}` must be {expected}{limit}. {received(name, value)}")
 
 
 def _is_number(value):
@@ -93,7 +101,7 @@ def positive_integer_tuple(value, rank, name):
             f"{received(name, value)}"
         )
     integers = [_as_integer(item) for item in items]
-    if any(integer is None or integer < 1 for integer in integers):
+    if any(integer is None or not 1 <= integer <= MAX_INTEGER for integer in integers):
         error_type = (
             ValueError if all(_is_number(item) for item in items) else TypeError
         )
@@ -191,7 +199,7 @@ def shape(value, name):
             dims.append(None)
             continue
         integer = _as_integer(item)
-        if integer is None or integer < 1:
+        if integer is None or not 1 <= integer <= MAX_INTEGER:
             raise ValueError(
                 f"`{name}` must be a list of positive integers (None for an "
                 f"unknown size). {received(name, value)}"

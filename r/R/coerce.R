@@ -4,8 +4,10 @@
 
 is_python <- function(x) inherits(x, "python.builtin.object")
 
+# Whole numbers that fit R's (and TensorFlow's) 32-bit integers.
 is_whole <- function(x) {
-  is.numeric(x) && !anyNA(x) && all(is.finite(x)) && all(x == round(x))
+  is.numeric(x) && !anyNA(x) && all(is.finite(x)) && all(x == round(x)) &&
+    all(abs(x) <= .Machine$integer.max)
 }
 
 as_count <- function(x, name, call = sys.call(-1)) {

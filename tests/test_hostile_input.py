@@ -1,0 +1,74 @@
+"""Hostile and odd input: nothing but ValueError/TypeError escapes; odd batches work."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+import tfprobr_bridge
+from tfprobr_bridge import Conv3DReparameterization
+
+ARGUMENTS = [
+    "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+    "activation", "activity_regularizer", "trainable", "kernel_posterior_fn",
+    "kernel_posterior_tensor_fn", "kernel_prior_fn", "kernel_divergence_fn",
+    "bias_posterior_fn", "bias_posterior_tensor_fn", "bias_prior_fn", "bias_divergence_fn",
+    "name", "dtype", "input_shape",
+]
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.lists(st.integers(-3, 5), max_size=5), st.tuples(st.floats(), st.floats()),
+    st.just(lambda: 1), st.just(lambda a, b, c, d, e, f, g: 1), st.builds(object),
+    st.just(np.array([[1, 2], [3, 4]])), st.dictionaries(st.text(max_size=3), st.integers()),
+    st.just(np.float32("nan")), st.just(keras.layers.Dense(1)),
+)
+examples = {"accepted": 0, "refused": 0}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(ARGUMENTS), ANY_VALUE)
+def test_any_value_for_any_argument_works_or_raises_value_or_type_error(argument, value):
+    arguments = {"filters": 2, "kernel_size": 2, argument: value}
+    try:
+        layer = tfprobr_bridge.layer_conv_3d_reparameterization(**arguments)
+        layer(np.ones((1, 3, 3, 3, 1), "float32"))
+    except (ValueError, TypeError) as error:
+        assert str(error)  # Every refusal says something.
+        examples["refused"] += 1
+        return
+    examples["accepted"] += 1
+
+
+def test_the_property_test_saw_both_outcomes():
+    # Runs after the property test in file order: it must have exercised both paths.
+    assert examples["accepted"] > 10 and examples["refused"] > 10
+
+
+@pytest.mark.parametrize("data_format, shape", [("channels_last", (0, 3, 4, 5, 1)),
+                                                ("channels_first", (0, 1, 3, 4, 5))])
+def test_an_empty_batch_gives_an_empty_output(data_format, shape):
+    layer = Conv3DReparameterization(2, 2, strides=(1, 2, 1), data_format=data_format)
+    outputs = layer(np.zeros(shape, "float32"))
+    expected = (0, 2, 2, 4, 2) if data_format == "channels_last" else (0, 2, 2, 2, 4)
+    assert tuple(outputs.shape) == expected
+    assert len(layer.losses) == 1 and np.isfinite(float(layer.losses[0]))
+
+
+def test_nan_and_inf_inputs_propagate_without_crashing():
+    x = np.ones((1, 4, 4, 4, 1), "float32")
+    x[0, 0, 0, 0, 0] = np.nan
+    x[0, 3, 3, 3, 0] = np.inf
+    outputs = Conv3DReparameterization(2, 2)(x).numpy()
+    assert np.isnan(outputs[0, 0, 0, 0]).all()
+    assert np.isfinite(outputs[0, 1, 1, 1]).all()  # Away from both, values stay finite.
+
+
+def test_wrong_channel_count_after_build_names_the_shapes():
+    layer = Conv3DReparameterization(2, 2)
+    layer(np.ones((1, 3, 3, 3, 1), "float32"))
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 1.*\(1, 3, 3, 3, 2\)"):
+        layer(np.ones((1, 3, 3, 3, 2), "float32"))
