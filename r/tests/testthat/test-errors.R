@@ -7,6 +7,8 @@ bad_inputs <- list(
   list(list(filters = "8", kernel_size = 3), "`filters` .*Received: filters=\"8\""),
   list(list(filters = TRUE, kernel_size = 3), "`filters` .*Received: filters=TRUE"),
   list(list(filters = c(2, 3), kernel_size = 3), "`filters` .*Received: filters=c\\(2, 3\\)"),
+  list(list(filters = 3e22, kernel_size = 3), "`filters` must be a positive whole number. Received: filters=3e\\+22"),
+  list(list(filters = 2, kernel_size = 3, strides = 2^31), "`strides` .*Received: strides=2147483648"),
   list(list(filters = 2), "`kernel_size` must be supplied"),
   list(list(kernel_size = 3), "`filters` must be supplied"),
   list(list(filters = 2, kernel_size = c(3, 3)), "`kernel_size` must be a positive whole number or a vector of 1 or 3 positive whole numbers. Received: kernel_size=c\\(3, 3\\)"),
