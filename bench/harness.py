@@ -38,6 +38,15 @@ def interleave(contenders, rounds, warmup=1):
     return timings
 
 
+def paired_ratio(values, reference):
+    """Median over rounds of value / reference within the round.
+
+    Contenders of a round run back to back, so drift between rounds cancels;
+    on a shared machine this is steadier than a ratio of medians.
+    """
+    return statistics.median(v / r for v, r in zip(values, reference))
+
+
 def summarise(values, scale=1e3):
     """Median, min and max (in milliseconds by default) of a list of seconds."""
     return {

@@ -330,21 +330,24 @@ class ConvReparameterizationBase(keras.layers.Layer):
         return outputs
 
     def _output_shape_tensor(self, inputs, layout):
-        shape = tf.shape(inputs)
-        first_spatial = 1 if layout.endswith("C") else 2
+        channels_last = layout.endswith("C")
+        first_spatial = 1 if channels_last else 2
+        static = inputs.shape[first_spatial : first_spatial + self.rank]
+        if all(size is not None for size in static):
+            # A constant shape (batch inferred): one cheap op on the hot path.
+            batch, sizes = -1, static
+        else:
+            shape = tf.shape(inputs)
+            batch, sizes = shape[0], [shape[first_spatial + axis] for axis in range(self.rank)]
         spatial = [
-            _output_length(
-                shape[first_spatial + axis],
-                self.kernel_size[axis],
-                self.padding,
-                self.strides[axis],
-                self.dilation_rate[axis],
+            _output_length(size, kernel, self.padding, stride, dilation)
+            for size, kernel, stride, dilation in zip(
+                sizes, self.kernel_size, self.strides, self.dilation_rate
             )
-            for axis in range(self.rank)
         ]
-        if layout.endswith("C"):
-            return tf.stack([shape[0], *spatial, self.filters])
-        return tf.stack([shape[0], self.filters, *spatial])
+        if channels_last:
+            return tf.stack([batch, *spatial, self.filters])
+        return tf.stack([batch, self.filters, *spatial])
 
     def _add_divergence(self, divergence_fn, posterior, prior, posterior_tensor, name):
         if divergence_fn is None or posterior is None or prior is None:
