@@ -9,7 +9,7 @@
 #   Rscript bench/r_side.R [rounds] [calls]
 
 args <- commandArgs(trailingOnly = TRUE)
-rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 9L
+rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 15L
 calls <- if (length(args) >= 2) as.integer(args[[2]]) else 200L
 examples <- 512L
 
