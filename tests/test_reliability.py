@@ -1,0 +1,75 @@
+"""Numerical robustness and safe persistence (part of the reliability work)."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import volumes
+
+from tfprobr_bridge import Conv3DReparameterization
+
+
+@pytest.mark.parametrize("untransformed_scale", [-50.0, 50.0])
+@pytest.mark.parametrize("loc", [-1e6, 1e6])
+def test_extreme_posterior_parameters_give_finite_kl_and_outputs(rng, untransformed_scale, loc):
+    layer = Conv3DReparameterization(2, 2)
+    layer.build((None, 3, 3, 3, 1))
+    layer.weights[0].assign(np.full(layer.weights[0].shape, loc, "float32"))
+    layer.weights[1].assign(np.full(layer.weights[1].shape, untransformed_scale, "float32"))
+    outputs = layer(volumes(rng, (1, 3, 3, 3, 1)))
+    assert np.isfinite(outputs.numpy()).all()
+    kl = float(layer.losses[0])
+    # 16 weights, each KL = log(1/s) + (s^2 + loc^2)/2 - 1/2 with s >= float32 eps.
+    assert np.isfinite(kl) and kl == pytest.approx(16 * loc**2 / 2, rel=1e-3)
+
+
+def test_mixed_bfloat16_policy_trains(rng):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = keras.Sequential([
+            keras.Input((4, 4, 4, 1)),
+            Conv3DReparameterization(2, 2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, dtype="float32"),
+        ])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    layer = model.layers[0]
+    assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(volumes(rng, (8, 4, 4, 4, 1)), np.zeros((8, 1)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(w.dtype == "float32" for w in layer.weights)
+
+
+def _model():
+    return keras.Sequential([keras.Input((4, 4, 4, 1)), Conv3DReparameterization(2, 2)])
+
+
+def test_saving_to_an_unwritable_path_fails_clearly_and_leaves_nothing(tmp_path):
+    target = tmp_path / "missing" / "model.keras"
+    with pytest.raises(OSError, match="No such file or directory"):
+        _model().save(target)
+    assert not target.exists() and not (tmp_path / "missing").exists()
+
+
+def test_a_truncated_file_fails_to_load_with_an_error(tmp_path):
+    path = tmp_path / "model.keras"
+    _model().save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model\.keras"):
+        keras.models.load_model(path)
+
+
+def test_weights_only_round_trip(tmp_path, rng):
+    model = _model()
+    model(volumes(rng, (1, 4, 4, 4, 1)))
+    path = tmp_path / "model.weights.h5"
+    model.save_weights(path)
+    other = _model()
+    other.load_weights(path)
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(
+        other.layers[0].kernel_posterior.mean(), model.layers[0].kernel_posterior.mean()
+    )
