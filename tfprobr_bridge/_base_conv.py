@@ -112,6 +112,7 @@ class ConvReparameterizationBase(keras.layers.Layer):
     ):
         # Everything is validated before Keras's constructor runs, so a bad
         # argument leaves no half-made layer (and no used-up layer name).
+        seed = _validation.optional_seed(kwargs.pop("seed", None))
         arguments = normalize_arguments(
             rank,
             filters=filters,
@@ -137,6 +138,8 @@ class ConvReparameterizationBase(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
         self._distributions = _Distributions()
         self._native_channels_first = False
+        self.seed = seed
+        self._seed_generator = None if seed is None else keras.random.SeedGenerator(seed)
 
     # The four distributions, as TFP's layers expose them. None before build().
     @property
@@ -265,11 +268,13 @@ class ConvReparameterizationBase(keras.layers.Layer):
         return value
 
     def call(self, inputs):
-        kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)
+        with _defaults.sampling_seed(self._seed_generator):
+            kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)
+            bias = None
+            if self.bias_posterior is not None:
+                bias = self.bias_posterior_tensor_fn(self.bias_posterior)
         outputs = self._convolve(inputs, tf.cast(kernel, inputs.dtype))
-        bias = None
-        if self.bias_posterior is not None:
-            bias = self.bias_posterior_tensor_fn(self.bias_posterior)
+        if bias is not None:
             outputs = tf.nn.bias_add(
                 outputs,
                 tf.cast(bias, outputs.dtype),
@@ -407,6 +412,7 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 "padding": self.padding,
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
+                "seed": self.seed,
                 "activation": keras.activations.serialize(self.activation)
                 if self.activation is not None
                 else None,

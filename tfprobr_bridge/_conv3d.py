@@ -53,7 +53,11 @@ class Conv3DReparameterization(ConvReparameterizationBase):
         bias_prior_fn: Like `kernel_prior_fn`; None (the default) for no prior.
         bias_divergence_fn: Like `kernel_divergence_fn`.
         **kwargs: Keras layer arguments (`name`, `dtype`, `trainable`,
-            `input_shape`, ...).
+            `input_shape`, ...), and `seed`: an integer that gives this layer
+            its own random stream, so its draws (by the default tensor fns,
+            or any fn that calls `tfprobr_bridge.sample`) repeat run after
+            run. Part of the config; the stream restarts when a saved model
+            is loaded.
 
     Input shape:
         5-D tensor `(batch, depth, height, width, channels)` for

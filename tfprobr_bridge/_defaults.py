@@ -12,6 +12,9 @@ The protocol (TFP's):
     divergence fn: ``fn(posterior, prior, posterior_tensor)`` -> scalar tensor.
 """
 
+import contextlib
+import contextvars
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -202,6 +205,20 @@ def default_multivariate_normal_fn(dtype, shape, name, trainable, add_variable_f
     return tfd.Independent(normal, reinterpreted_batch_ndims=len(shape))
 
 
+# The SeedGenerator of the layer drawing right now (its `seed` argument), if any.
+_SAMPLING_SEED = contextvars.ContextVar("tfprobr_sampling_seed", default=None)
+
+
+@contextlib.contextmanager
+def sampling_seed(generator):
+    """Within the block, ``sample`` draws from ``generator`` (a SeedGenerator or None)."""
+    token = _SAMPLING_SEED.set(generator)
+    try:
+        yield
+    finally:
+        _SAMPLING_SEED.reset(token)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def sample(distribution):
     """A tensor fn: one draw from ``distribution`` (TFP's ``lambda d: d.sample()``).
@@ -210,8 +227,10 @@ def sample(distribution):
     ``Deterministic``) the draw is made directly, ``loc + scale * eps`` with
     ``eps ~ N(0, 1)`` (or ``loc``): the same reparameterized sample TFP draws,
     with fewer graph ops on the training step's hot path. Any other
-    distribution is sampled by TFP.
+    distribution is sampled by TFP. Inside a layer built with ``seed=``, draws
+    come from that layer's own seed generator, so they repeat run after run.
     """
+    generator = _SAMPLING_SEED.get()
     inner = distribution.distribution if isinstance(distribution, tfd.Independent) else None
     if type(inner) is tfd.Deterministic:
         return tf.convert_to_tensor(inner.loc)
@@ -219,8 +238,14 @@ def sample(distribution):
         loc = tf.convert_to_tensor(inner.loc)
         scale = tf.convert_to_tensor(inner.scale)
         shape = tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))
-        return loc + scale * tf.random.normal(shape, dtype=loc.dtype)
-    return distribution.sample()
+        if generator is None:
+            noise = tf.random.normal(shape, dtype=loc.dtype)
+        else:
+            noise = keras.random.normal(shape, dtype=loc.dtype, seed=generator)
+        return loc + scale * noise
+    if generator is None:
+        return distribution.sample()
+    return distribution.sample(seed=tf.cast(generator.next(), tf.int32))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -206,3 +206,16 @@ def shape(value, name):
             )
         dims.append(integer)
     return tuple(dims)
+
+
+def optional_seed(value, name="seed"):
+    """None, or an integer seed from 0 to MAX_INTEGER."""
+    if value is None:
+        return None
+    integer = None if isinstance(value, str) else _as_integer(value)
+    if integer is None or not 0 <= integer <= MAX_INTEGER:
+        raise ValueError(
+            f"`{name}` must be None or an integer from 0 to {MAX_INTEGER}. "
+            f"{received(name, value)}"
+        )
+    return integer
