@@ -3,7 +3,8 @@
 Logical devices must be configured before TensorFlow starts, so the run happens
 in a fresh process. With the same seeds and data, the per-epoch loss (data loss
 plus the KL term, which must count once, not once per replica) matches a
-single-device run.
+single-device run. The trained model saves inside the scope and loads both
+outside it and inside it, where it keeps training on mirrored variables.
 """
 
 import json
@@ -15,6 +16,7 @@ import json
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import sys
 import keras, numpy as np
 import tfprobr_bridge as tb
 
@@ -30,19 +32,45 @@ def run(strategy):
     x = np.random.default_rng(0).random((64, 4, 4, 4, 1)).astype("float32")
     y = np.zeros((64, 1), "float32")
     history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
-    return history.history["loss"]
+    return model, history.history["loss"], x, y
 
-single = run(tf.distribute.get_strategy())
-mirrored = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-print("RESULT", json.dumps({"single": single, "mirrored": mirrored}))
+def same_weights(a, b):
+    return all(np.array_equal(v.numpy(), w.numpy()) for v, w in zip(a.weights, b.weights))
+
+_, single, _, _ = run(tf.distribute.get_strategy())
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+model, mirrored, x, y = run(strategy)
+
+# Save inside the scope; load outside it and inside it; keep training inside it.
+path = sys.argv[1]
+with strategy.scope():
+    model.save(path)
+outside = keras.models.load_model(path)
+with strategy.scope():
+    inside = keras.models.load_model(path)
+outside_same, inside_same = same_weights(outside, model), same_weights(inside, model)
+before = inside.layers[0].kernel_posterior.distribution.loc.numpy().copy()
+more = inside.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False).history["loss"]
+print("RESULT", json.dumps({
+    "single": single, "mirrored": mirrored,
+    "outside_same": outside_same, "inside_same": inside_same,
+    "inside_variables_mirrored": all(
+        isinstance(v.value, tf.distribute.DistributedValues) for v in inside.layers[0].weights),
+    "inside_trained": bool(np.all(np.isfinite(more)))
+                      and not np.array_equal(before, inside.layers[0].kernel_posterior.distribution.loc.numpy()),
+}))
 """
 
 
-def test_mirrored_strategy_matches_a_single_device_run():
-    output = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+def test_mirrored_strategy_matches_a_single_device_run_and_saves(tmp_path):
+    path = str(tmp_path / "mirrored.keras")
+    output = subprocess.run([sys.executable, "-c", SCRIPT, path], capture_output=True, text=True,
                             timeout=600, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     assert len(result["mirrored"]) == len(result["single"]) == 2
     for mirrored, single in zip(result["mirrored"], result["single"]):
         assert abs(mirrored - single) <= 1e-5 * abs(single)
+    assert result["outside_same"] and result["inside_same"]
+    assert result["inside_variables_mirrored"]
+    assert result["inside_trained"]

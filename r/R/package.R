@@ -27,9 +27,10 @@
 #' TensorFlow Probability and Keras 3 Python modules
 #'
 #' `tfp` is the Python module `tensorflow_probability` and `keras` is Keras 3,
-#' found and loaded on first use (reticulate itself is loaded then too) (so the documented defaults such as
-#' `tfp$layers$util$default_mean_field_normal_fn()` evaluate, and Keras 3
-#' layers such as `keras$layers$GlobalAveragePooling3D()` are at hand).
+#' found and loaded (with reticulate) on first use, so that the documented
+#' defaults such as `tfp$layers$util$default_mean_field_normal_fn()` evaluate
+#' and Keras 3 layers such as `keras$layers$GlobalAveragePooling3D()` are at
+#' hand.
 #'
 #' @format Python modules, loaded on first use.
 #' @examples
