@@ -35,9 +35,15 @@ def test_any_value_for_any_argument_works_or_raises_value_or_type_error(argument
     arguments = {"filters": 2, "kernel_size": 2, argument: value}
     try:
         layer = tfprobr_bridge.layer_conv_3d_reparameterization(**arguments)
+    except (ValueError, TypeError) as error:
+        # Refused at construction: the message names the argument and echoes the value.
+        assert f"`{argument}`" in str(error) or f"{argument}=" in str(error), str(error)
+        examples["refused"] += 1
+        return
+    try:
         layer(np.ones((1, 3, 3, 3, 1), "float32"))
     except (ValueError, TypeError) as error:
-        assert str(error)  # Every refusal says something.
+        assert str(error)  # A fn that fails when called: its own error, but only these types.
         examples["refused"] += 1
         return
     examples["accepted"] += 1

@@ -28,6 +28,18 @@ FN_ARGUMENTS = (
 # The kernel needs a posterior and a way to draw from it; every other fn may be
 # None, which switches that part off (no bias, no prior, no divergence).
 _REQUIRED_FNS = ("kernel_posterior_fn", "kernel_posterior_tensor_fn")
+# What the layer passes each fn, positionally (TFP's protocol).
+_MAKER_PARAMETERS = ("dtype", "shape", "name", "trainable", "add_variable_fn")
+FN_PARAMETERS = {
+    "kernel_posterior_fn": _MAKER_PARAMETERS,
+    "kernel_posterior_tensor_fn": ("distribution",),
+    "kernel_prior_fn": _MAKER_PARAMETERS,
+    "kernel_divergence_fn": ("q", "p", "sample"),
+    "bias_posterior_fn": _MAKER_PARAMETERS,
+    "bias_posterior_tensor_fn": ("distribution",),
+    "bias_prior_fn": _MAKER_PARAMETERS,
+    "bias_divergence_fn": ("q", "p", "sample"),
+}
 
 DEFAULT_FNS = {
     "kernel_posterior_fn": _defaults.default_mean_field_normal_fn(),
@@ -78,6 +90,8 @@ def normalize_arguments(
             _validation.required_callable(fn, name)
         else:
             _validation.optional_callable(fn, name)
+        if fn is not None:
+            _validation.callable_taking(fn, name, FN_PARAMETERS[name])
         arguments[name] = fn
     return arguments
 
@@ -131,7 +145,7 @@ class ConvReparameterizationBase(keras.layers.Layer):
             bias_prior_fn=bias_prior_fn,
             bias_divergence_fn=bias_divergence_fn,
         )
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(activity_regularizer=_activity_regularizer(activity_regularizer), **kwargs)
         self.rank = rank
         for name, value in arguments.items():
             setattr(self, name, value)
@@ -455,6 +469,24 @@ def _output_length(size, kernel, padding, stride, dilation):
     dilated = kernel + (kernel - 1) * (dilation - 1)
     length = size if padding == "same" else size - dilated + 1
     return (length + stride - 1) // stride
+
+
+def _activity_regularizer(value):
+    if value is None:
+        return None
+    if not isinstance(value, (str, dict, keras.regularizers.Regularizer)) and not callable(value):
+        raise TypeError(
+            "`activity_regularizer` must be a regularizer name, a Keras regularizer, a callable "
+            f"or None. {_validation.received('activity_regularizer', value)}"
+        )
+    try:
+        return keras.regularizers.get(value)
+    except ValueError:
+        raise ValueError(
+            "`activity_regularizer` must be the name of a Keras regularizer (such as \"l1\", "
+            "\"l2\" or \"l1_l2\"), a Keras regularizer, a callable or None. "
+            f"{_validation.received('activity_regularizer', value)}"
+        ) from None
 
 
 def _activation(value):

@@ -7,6 +7,7 @@ raises an error in Keras's form: the argument in backticks, what was expected,
 and ``Received: name=value``.
 """
 
+import inspect
 import math
 import numbers
 
@@ -169,6 +170,28 @@ def required_callable(value, name):
     """A callable; None is not allowed."""
     if not callable(value):
         raise TypeError(f"`{name}` must be a function (a callable). {received(name, value)}")
+    return value
+
+
+def callable_taking(value, name, parameters):
+    """Refuse a callable that cannot be called with ``len(parameters)`` positional arguments.
+
+    Callables whose signature Python cannot read (some builtins, foreign
+    wrappers) are accepted; they fail, if at all, when first called.
+    """
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return value
+    try:
+        signature.bind(*parameters)
+    except TypeError:
+        expected = ", ".join(parameters)
+        raise TypeError(
+            f"`{name}` must be a function of {len(parameters)} argument"
+            f"{'s' if len(parameters) > 1 else ''} ({expected}), as the layer calls it. "
+            f"Received: {name}={getattr(value, '__name__', type(value).__name__)}{signature}"
+        ) from None
     return value
 
 

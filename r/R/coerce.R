@@ -53,6 +53,27 @@ as_choice <- function(x, name, choices, call = sys.call(-1)) {
   x
 }
 
+# What the layer passes each fn argument (TFP's protocol), by argument name.
+fn_parameters <- function(name) {
+  if (grepl("tensor_fn$", name)) {
+    "d"
+  } else if (grepl("divergence_fn$", name)) {
+    c("q", "p", "ignore")
+  } else {
+    c("dtype", "shape", "name", "trainable", "add_variable_fn")
+  }
+}
+
+# Can the R function `f` be called with `n` positional arguments?
+takes_arguments <- function(f, n) {
+  arguments <- formals(if (is.primitive(f)) args(f) else f)
+  if ("..." %in% names(arguments)) {
+    return(TRUE)
+  }
+  required <- sum(vapply(arguments, function(a) identical(a, quote(expr = )), TRUE))
+  required <= n && length(arguments) >= n
+}
+
 as_fn <- function(x, name, null_ok = TRUE, call = sys.call(-1)) {
   if (is.null(x)) {
     if (!null_ok) {
@@ -60,7 +81,20 @@ as_fn <- function(x, name, null_ok = TRUE, call = sys.call(-1)) {
     }
     return(x)
   }
-  if (is.function(x) || (is_python(x) && reticulate::py_has_attr(x, "__call__"))) {
+  if (is.function(x)) {
+    parameters <- fn_parameters(name)
+    if (!takes_arguments(x, length(parameters))) {
+      argument_error(
+        name,
+        paste0("a function of ", length(parameters), " argument",
+               if (length(parameters) > 1) "s", " (", paste(parameters, collapse = ", "),
+               "), as the layer calls it"),
+        x, call
+      )
+    }
+    return(x)
+  }
+  if (is_python(x) && reticulate::py_has_attr(x, "__call__")) {
     return(x)
   }
   expected <- if (null_ok) {
@@ -76,13 +110,33 @@ as_shape <- function(x, name, call = sys.call(-1)) {
   if (is.null(x) || is_python(x)) {
     return(x)
   }
+  expected <- "a vector of positive whole numbers (NA for an unknown size)"
   if (is.list(x)) {
+    sizes <- vapply(x, function(item) is.null(item) || (is.numeric(item) && length(item) == 1L), TRUE)
+    if (!all(sizes)) {
+      argument_error(name, expected, x, call)
+    }
     x <- vapply(x, function(item) if (is.null(item)) NA_real_ else as.numeric(item), 1)
   }
+  if (!is.numeric(x)) {
+    argument_error(name, expected, x, call)
+  }
   known <- x[!is.na(x)]
-  if (!is.numeric(x) || length(x) < 1L || !is_whole(known) || any(known < 1)) {
-    argument_error(name, "a vector of positive whole numbers (NA for an unknown size)",
-                   x, call)
+  if (length(x) < 1L || !is_whole(known) || any(known < 1)) {
+    argument_error(name, expected, x, call)
   }
   reticulate::tuple(lapply(x, function(size) if (is.na(size)) NULL else as.integer(size)))
+}
+
+# Values Python cannot receive: R environments (other than Python objects),
+# unevaluated R code and external pointers. reticulate's own error for them
+# names no argument.
+as_python_value <- function(x, name, call = sys.call(-1)) {
+  if (is_python(x)) {
+    return(x)
+  }
+  if (is.environment(x) || is.language(x) || typeof(x) %in% c("externalptr", "S4", "promise")) {
+    argument_error(name, "a value Python can receive (not an R environment or R code)", x, call)
+  }
+  x
 }

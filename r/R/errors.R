@@ -9,7 +9,8 @@ python_error <- function(error, call) {
   last <- tryCatch(reticulate::py_last_error(), error = function(e) NULL)
   message <- conditionMessage(error)
   type <- "Error"
-  if (!is.null(last) && !is.null(last$value) &&
+  if (!is.null(last) && is.character(last$value) && length(last$value) == 1L &&
+      nzchar(last$value) && nzchar(last$type %||% "") &&
       grepl(last$value, message, fixed = TRUE)) {
     message <- last$value
     type <- last$type
@@ -50,11 +51,17 @@ argument_error <- function(name, expected, value, call = sys.call(-1)) {
 
 received <- function(value) {
   if (is.function(value)) {
-    return("<function>")
+    arguments <- names(formals(if (is.primitive(value)) args(value) else value))
+    return(paste0("function(", paste(arguments, collapse = ", "), ")"))
   }
   if (inherits(value, "python.builtin.object")) {
     return(paste0("<Python ", class(value)[1], ">"))
   }
+  if (is.environment(value)) {
+    return("<environment>")
+  }
   text <- paste(deparse(value, width.cutoff = 60L), collapse = " ")
   if (nchar(text) > 80) paste0(substr(text, 1, 77), "...") else text
 }
+
+`%||%` <- function(x, y) if (is.null(x)) y else x

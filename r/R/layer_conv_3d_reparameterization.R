@@ -165,8 +165,8 @@ layer_conv_3d_reparameterization <- function(object,
     data_format = as_choice(data_format, "data_format",
                             c("channels_last", "channels_first"), call),
     dilation_rate = as_sizes(dilation_rate, "dilation_rate", call = call),
-    activation = activation,
-    activity_regularizer = activity_regularizer,
+    activation = as_python_value(activation, "activation", call),
+    activity_regularizer = as_python_value(activity_regularizer, "activity_regularizer", call),
     trainable = as_flag(trainable, "trainable", call)
   )
   # A fn left at its documented default is replaced by the Python package's
@@ -190,7 +190,7 @@ layer_conv_3d_reparameterization <- function(object,
   }
   args <- c(args, layer_keywords(list(...), call))
   if (!missing(object) && !is.null(object)) {
-    args <- c(list(object), args)
+    args <- c(list(as_python_value(object, "object", call)), args)
   }
   with_r_errors(do.call(bridge$layer_conv_3d_reparameterization, args), call)
 }
@@ -205,6 +205,9 @@ layer_keywords <- function(keywords, call) {
   }
   if (!is.null(keywords$input_shape)) {
     keywords$input_shape <- as_shape(keywords$input_shape, "input_shape", call)
+  }
+  for (name in names(keywords)) {
+    keywords[name] <- list(as_python_value(keywords[[name]], name, call))
   }
   keywords
 }

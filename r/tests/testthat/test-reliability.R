@@ -79,3 +79,96 @@ test_that("set_random_seed() gives bit-identical runs in two fresh R sessions", 
   expect_identical(runs[[1]]$counts, "COUNTS 16 1 3 ")
   expect_identical(runs[[1]]$values, runs[[2]]$values)
 })
+
+# Bad values by argument. Functions draw fresh random values each time.
+random_string <- function() paste(sample(c(letters, " ", "-", "_"), sample(1:12, 1), TRUE), collapse = "")
+random_negative <- function() -stats::runif(1, 0.5, 10^sample(1:12, 1))
+random_huge <- function() 10^stats::runif(1, 10, 300)
+random_fraction <- function() sample(1:50, 1) + stats::runif(1, 0.01, 0.99)
+wrong_arity <- function(n) {
+  arity <- sample(setdiff(0:7, n), 1)
+  f <- function() NULL
+  if (arity > 0) {
+    formals(f) <- stats::setNames(rep(list(quote(expr = )), arity), paste0("a", seq_len(arity)))
+  }
+  f
+}
+bad_value_makers <- function() {
+  anything <- list(new.env, list, function() list("a", 1), function() quote(x), function() 1i,
+                   function() function(x, y, z) NULL)
+  sizes <- c(anything, list(
+    function() NA, function() NaN, function() Inf, function() -Inf, function() 0,
+    random_negative, random_huge, random_fraction, random_string, function() TRUE,
+    function() numeric(0), function() NA_integer_, function() c(1, 2, 3, 4), function() c(2, NA, 2)
+  ))
+  choices <- c(anything, list(function() NA, function() NA_character_, random_negative,
+                              random_string, function() "", function() c("same", "valid"),
+                              function() TRUE, function() NaN, function() Inf))
+  flags <- c(anything, list(function() NA, random_string, random_negative, function() NaN,
+                            function() c(TRUE, FALSE), function() logical(0), random_huge))
+  not_fns <- list(random_negative, random_string, function() NA, function() TRUE, function() Inf,
+                  list, new.env, function() 1i)
+  maker <- c(not_fns, list(function() wrong_arity(5)))
+  tensor <- c(not_fns, list(function() wrong_arity(1)))
+  divergence <- c(not_fns, list(function() wrong_arity(3)))
+  list(
+    object = list(random_string, random_negative, function() NA, list, new.env,
+                  function() function(x) x, function() TRUE, function() 1i),
+    filters = c(sizes, list(function() c(1, 2))),
+    kernel_size = c(sizes, list(function() c(1, 2))),
+    strides = sizes,
+    dilation_rate = sizes,
+    padding = choices,
+    data_format = choices,
+    activation = list(random_negative, list, new.env, function() paste0(random_string(), "!"),
+                      function() c("relu", "relu"), function() TRUE, function() 1i, random_huge),
+    activity_regularizer = list(function() paste0(random_string(), "!"), random_negative, new.env,
+                                function() TRUE, function() 1i),
+    trainable = flags,
+    kernel_posterior_fn = c(maker, list(function() NULL)),
+    kernel_posterior_tensor_fn = c(tensor, list(function() NULL)),
+    kernel_prior_fn = maker,
+    kernel_divergence_fn = divergence,
+    bias_posterior_fn = maker,
+    bias_posterior_tensor_fn = tensor,
+    bias_prior_fn = maker,
+    bias_divergence_fn = divergence,
+    seed = list(random_negative, random_huge, random_fraction, random_string, function() NA,
+                list, new.env, function() TRUE),
+    input_shape = list(random_string, random_negative, function() 0, function() list("a"),
+                       new.env, function() TRUE, function() c(2.5, 3))
+  )
+}
+
+test_that("320 random bad calls each give an R error naming the argument; the session lives on", {
+  skip_if_no_python()
+  set.seed(20261126)
+  makers <- bad_value_makers()
+  calls <- 320L
+  problems <- character()
+  kinds <- character()
+  for (i in seq_len(calls)) {
+    argument <- sample(names(makers), 1)
+    value <- sample(makers[[argument]], 1)[[1]]()
+    args <- list(filters = 2, kernel_size = 3)
+    args[argument] <- list(value)
+    kinds[i] <- paste(argument, typeof(value))
+    result <- tryCatch({
+      do.call(layer_conv_3d_reparameterization, args, quote = TRUE)
+      NULL
+    }, error = function(e) e)
+    named <- !is.null(result) && inherits(result, "tfprobr_error") &&
+      grepl(paste0("`", argument, "`"), conditionMessage(result), fixed = TRUE) &&
+      grepl(paste0("Received: ", argument, "="), conditionMessage(result), fixed = TRUE) &&
+      !grepl("Traceback|File \"", conditionMessage(result))
+    if (!named) {
+      problems <- c(problems, paste0(argument, " = ", tfprobr:::received(value), ": ",
+                                     if (is.null(result)) "accepted" else conditionMessage(result)))
+    }
+  }
+  expect_identical(problems, character())
+  expect_gte(length(unique(kinds)), 60L)
+  # Still alive and working.
+  layer <- layer_conv_3d_reparameterization(filters = 2, kernel_size = 3)
+  expect_equal(dim(layer(volumes(2, 4))$numpy()), c(2, 2, 2, 2, 2))
+})
