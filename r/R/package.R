@@ -90,28 +90,53 @@ python_choice <- function() {
 .globals <- new.env(parent = emptyenv())
 .globals$modules <- list()
 
+# pip's names for the modules tfprobr imports, to print an install command.
+pip_packages <- c(
+  tensorflow = "tensorflow==2.21.*",
+  tensorflow_probability = "tensorflow-probability==0.25.*",
+  tf_keras = "tf-keras==2.21.*",
+  keras = "keras>=3"
+)
+
 python_missing_error <- function(module) {
   force(module)
   function(error) {
     choice <- python_choice()
     detail <- sub("\n.*", "", sub("^[A-Za-z]*Error: ", "", conditionMessage(error)))
     if (!is.null(choice$python) && !file.exists(choice$python)) {
+      python <- "python3"
       problem <- paste0("tfprobr is set to use the Python at ", choice$python, " (by ",
                         choice$source, "), which does not exist.")
-      python <- "python3"
+      missing <- module
     } else {
       config <- tryCatch(reticulate::py_config(), error = function(e) NULL)
       python <- if (is.null(config)) "python3" else config$python
-      problem <- paste0("tfprobr needs the Python module '", module, "', but it could ",
-                        "not be imported from ", python, " (", detail, ").")
+      # The module that is really missing may be one tfprobr_bridge imports.
+      missing <- sub("^No module named '([^'.]+).*$", "\\1", detail)
+      if (identical(missing, detail)) {
+        missing <- module
+      }
+      problem <- if (identical(missing, module)) {
+        paste0("tfprobr needs the Python module '", module, "', but it could not be imported ",
+               "from ", python, " (", detail, ").")
+      } else {
+        paste0("tfprobr needs the Python module '", missing, "' (imported by '", module,
+               "'), which is not installed for ", python, ".")
+      }
+    }
+    install <- if (missing %in% names(pip_packages)) {
+      paste0("Install it with `", python, " -m pip install '", pip_packages[[missing]], "'`, ",
+             "or run `make setup` in the tfprobr_bridge repository")
+    } else {
+      paste0("Run `make setup` in the tfprobr_bridge repository, or `", python,
+             " -m pip install '<tfprobr_bridge repository>[r]'`")
     }
     stop(structure(
       class = c("tfprobr_python_missing", "error", "condition"),
       list(
         message = paste0(
-          problem, " Run `make setup` in the tfprobr_bridge repository, or `", python,
-          " -m pip install '<tfprobr_bridge repository>[r]'`, or choose a Python that ",
-          "has it with options(tfprobr.python = \"/path/to/python\")."
+          problem, " ", install, ", or choose a Python that has it with ",
+          "options(tfprobr.python = \"/path/to/python\")."
         ),
         call = NULL
       )
@@ -149,13 +174,20 @@ python_module <- function(name) {
   module <- .globals$modules[[name]]
   if (is.null(module)) {
     choose_python()
-    module <- reticulate::import(
+    # A failed import is forgotten, so that every later use reports it the
+    # same way (reticulate runs `on_error` only once per module proxy).
+    # Once Python runs, reticulate imports at once instead of delaying.
+    report <- python_missing_error(python_modules[[name]])
+    module <- tryCatch(reticulate::import(
       python_modules[[name]],
       delay_load = list(
         priority = if (name == "bridge") 10 else 0,
-        on_error = python_missing_error(python_modules[[name]])
+        on_error = function(error) {
+          .globals$modules[[name]] <- NULL
+          report(error)
+        }
       )
-    )
+    ), error = report)
     .globals$modules[[name]] <- module
   }
   module

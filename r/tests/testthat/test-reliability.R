@@ -172,3 +172,90 @@ test_that("320 random bad calls each give an R error naming the argument; the se
   layer <- layer_conv_3d_reparameterization(filters = 2, kernel_size = 3)
   expect_equal(dim(layer(volumes(2, 4))$numpy()), c(2, 2, 2, 2, 2))
 })
+
+test_that("fit() takes R arrays, vectors and lists, and refuses what it cannot train on", {
+  skip_if_no_python()
+  model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
+    layer_conv_3d_reparameterization(filters = 2, kernel_size = 3) |>
+    add_layer(keras$layers$Flatten()) |>
+    add_layer(keras$layers$Dense(1L)) |>
+    as_keras_model()
+  model$compile(optimizer = "adam", loss = "mse")
+  x <- volumes(8, 4)
+  history <- fit(model, x, stats::runif(8), epochs = 2, batch_size = 4, verbose = 0,
+                 validation_data = list(x, stats::runif(8)))
+  expect_length(unlist(history$history$loss), 2L)
+  expect_length(unlist(history$history$val_loss), 2L)
+  expect_error(fit(model, letters, 1, verbose = 0), "`x` must be an R array", class = "tfprobr_error")
+  expect_error(fit(list(), x, 1), "`object` must be a compiled Keras 3 model", class = "tfprobr_error")
+  expect_error(fit(model, x, stats::runif(8), epochs = -1), "`epochs` must be a positive",
+               class = "tfprobr_error")
+})
+
+test_that("an interrupt or an exception in the middle of fit() leaves the model usable", {
+  skip_if_no_python()
+  # A child process: if the session broke, it would crash there, not here.
+  output <- rscript_lines(c(
+    "suppressMessages(library(tfprobr))",
+    "set_random_seed(1)",
+    "x <- array(runif(64 * 6^3), c(64, 6, 6, 6, 1)); y <- array(runif(64), c(64, 1))",
+    "model <- layer_stack(input_shape = c(6, 6, 6, 1)) |>",
+    "  layer_conv_3d_reparameterization(filters = 3, kernel_size = 3) |>",
+    "  add_layer(keras$layers$GlobalAveragePooling3D()) |> add_layer(keras$layers$Dense(1L)) |>",
+    "  as_keras_model()",
+    "model$compile(optimizer = 'adam', loss = 'mse')",
+    "py <- reticulate::py_run_string(paste(sep = '\\n',",
+    "  'import os, signal, keras',",
+    "  'class Fault(keras.callbacks.Callback):',",
+    "  '    def __init__(self, how): super().__init__(); self.how = how; self.batches = 0',",
+    "  '    def on_train_batch_end(self, batch, logs=None):',",
+    "  '        self.batches += 1',",
+    "  '        if self.batches == 5 and self.how == \"interrupt\":',",
+    "  '            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl+C; lands while TF computes',",
+    "  '        if self.batches == 3 and self.how == \"exception\":',",
+    "  '            raise RuntimeError(\"boom in batch 3\")'))",
+    "usable <- function(label) {",
+    "  weights <- lapply(model$weights, function(w) w$numpy())",
+    "  finite <- all(vapply(weights, function(w) all(is.finite(w)), TRUE))",
+    "  loss <- unlist(fit(model, x, y, epochs = 1, batch_size = 8, verbose = 0)$history$loss)",
+    "  prediction <- model$predict(x, verbose = 0L)",
+    "  path <- tempfile(fileext = '.keras'); model$save(path)",
+    "  loaded <- keras$models$load_model(path)",
+    "  same <- identical(lapply(loaded$weights, function(w) w$numpy()),",
+    "                    lapply(model$weights, function(w) w$numpy()))",
+    "  cat(label, 'finite', finite, 'trains', is.finite(loss), 'predicts', dim(prediction),",
+    "      'reloads', same, '\\n')",
+    "}",
+    "fault <- py$Fault('interrupt')",
+    "result <- tryCatch({fit(model, x, y, epochs = 50, batch_size = 8, verbose = 0,",
+    "                        callbacks = list(fault)); 'finished'},",
+    "                   interrupt = function(e) 'interrupt', error = function(e) conditionMessage(e))",
+    "cat('interrupt run:', result, 'after', fault$batches, 'of 400 batches\\n')",
+    "usable('after interrupt:')",
+    "fault <- py$Fault('exception')",
+    "result <- tryCatch({fit(model, x, y, epochs = 50, batch_size = 8, verbose = 0,",
+    "                        callbacks = list(fault)); 'finished'},",
+    "                   error = function(e) paste(class(e)[1], conditionMessage(e)))",
+    "cat('exception run:', result, '\\n')",
+    "usable('after exception:')",
+    "r_callback <- keras$callbacks$LambdaCallback(on_train_batch_end = function(batch, logs) {",
+    "  if (batch == 2) stop('R callback failed')",
+    "})",
+    "result <- tryCatch({fit(model, x, y, epochs = 5, batch_size = 8, verbose = 0,",
+    "                        callbacks = list(r_callback)); 'finished'},",
+    "                   error = function(e) conditionMessage(e))",
+    "cat('R error run:', result, '\\n')",
+    "usable('after R error:')",
+    "cat('session alive\\n')"
+  ))
+  output <- paste(output, collapse = "\n")
+  expect_match(output, "interrupt run: interrupt after [5-9] of 400 batches")
+  expect_match(output, "exception run: tfprobr_runtime_error boom in batch 3")
+  expect_match(output, "R error run: [^\n]*R callback failed")
+  for (label in c("after interrupt:", "after exception:", "after R error:")) {
+    expect_match(output, paste(label, "finite TRUE trains TRUE predicts 64 1 reloads TRUE"),
+                 fixed = TRUE)
+  }
+  expect_no_match(output, "Traceback|segfault")
+  expect_match(output, "session alive")
+})
