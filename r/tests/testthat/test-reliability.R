@@ -259,3 +259,39 @@ test_that("an interrupt or an exception in the middle of fit() leaves the model 
   expect_no_match(output, "Traceback|segfault")
   expect_match(output, "session alive")
 })
+
+test_that("200 layer constructions from R keep memory flat and leave no pointers behind", {
+  skip_if_no_python()
+  tracker <- reticulate::py_run_string(paste(
+    sep = "\n", "import gc, weakref", "alive = weakref.WeakSet()",
+    "def python_objects():", "    gc.collect()", "    return len(gc.get_objects())"
+  ))
+  rss_mb <- function() {
+    line <- grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE)
+    as.numeric(regmatches(line, regexpr("[0-9]+", line))) / 1024
+  }
+  external_pointers <- function() {
+    invisible(gc(full = TRUE))
+    memory.profile()[["externalptr"]]  # Live R external pointers, by type count.
+  }
+  x <- volumes(2, 8)
+  cycle <- function() {
+    layer <- layer_conv_3d_reparameterization(filters = 4, kernel_size = 3, activation = "relu")
+    layer(x)
+    tracker$alive$add(layer)
+    invisible(NULL)
+  }
+  for (i in 1:20) cycle()
+  pointers <- external_pointers()
+  objects <- tracker$python_objects()
+  rss <- rss_mb()
+  peak <- rss
+  for (i in 1:200) {
+    cycle()
+    peak <- max(peak, rss_mb())
+  }
+  expect_lt(peak - rss, 150)
+  expect_lte(external_pointers() - pointers, 5)
+  expect_lt(tracker$python_objects() - objects, 200)
+  expect_equal(length(tracker$alive), 0L)  # R released every layer it made.
+})
