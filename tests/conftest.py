@@ -1,7 +1,9 @@
 """Shared test set-up.
 
 In CI (CI=true) a skipped test is a failure: a test that cannot run there is a
-missing install step, not a pass.
+missing install step, not a pass. Property tests are derandomized there (the
+same examples every run, so CI time and memory are known); locally they draw
+new examples each run, which is how they keep finding bugs.
 """
 
 import os
@@ -12,10 +14,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 
 def _in_ci():
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if _in_ci():
+    settings.load_profile("ci")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -7,6 +7,7 @@ posterior draw per call shared by the whole batch, KL divergences added with
 """
 
 import math
+import re
 
 import keras
 import tensorflow as tf
@@ -145,6 +146,8 @@ class ConvReparameterizationBase(keras.layers.Layer):
             bias_prior_fn=bias_prior_fn,
             bias_divergence_fn=bias_divergence_fn,
         )
+        if kwargs.get("dtype") is not None:
+            _check_dtype_policy(kwargs["dtype"])
         super().__init__(activity_regularizer=_activity_regularizer(activity_regularizer), **kwargs)
         self.rank = rank
         for name, value in arguments.items():
@@ -282,12 +285,27 @@ class ConvReparameterizationBase(keras.layers.Layer):
         return value
 
     def call(self, inputs):
-        with _defaults.sampling_seed(self._seed_generator):
-            kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)
-            bias = None
-            if self.bias_posterior is not None:
-                bias = self.bias_posterior_tensor_fn(self.bias_posterior)
-        outputs = self._convolve(inputs, tf.cast(kernel, inputs.dtype))
+        try:
+            with _defaults.sampling_seed(self._seed_generator):
+                kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)
+                bias = None
+                if self.bias_posterior is not None:
+                    bias = self.bias_posterior_tensor_fn(self.bias_posterior)
+            outputs = self._convolve(inputs, tf.cast(kernel, inputs.dtype))
+        except tf.errors.ResourceExhaustedError:
+            raise ValueError(
+                f"Layer `{self.name}` ran out of memory drawing its kernel or convolving "
+                f"an input of shape {tuple(inputs.shape)}. Use fewer `filters`, a smaller "
+                f"`kernel_size` or smaller batches. Received: filters={self.filters}, "
+                f"kernel_size={self.kernel_size}"
+            ) from None
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(
+                f"Layer `{self.name}`: TensorFlow's convolution rejected an input of shape "
+                f"{tuple(inputs.shape)} with these arguments ({_tf_message(error)}). "
+                f"Received: strides={self.strides}, dilation_rate={self.dilation_rate}, "
+                f'padding="{self.padding}", kernel_size={self.kernel_size}'
+            ) from None
         if bias is not None:
             outputs = tf.nn.bias_add(
                 outputs,
@@ -320,12 +338,19 @@ class ConvReparameterizationBase(keras.layers.Layer):
         layout = "NC" + _SPATIAL[self.rank] if channels_first and not transpose else (
             "N" + _SPATIAL[self.rank] + "C"
         )
+        first_spatial = 1 if layout.endswith("C") else 2
+        sizes = inputs.shape[first_spatial : first_spatial + self.rank]
+        # A stride beyond the input's size gives one output position, exactly
+        # as a stride equal to it does (same padding too); TF's CPU Conv3D
+        # aborts the process on strides near 2**29, so use the smaller one.
+        strides = tuple(
+            stride if size is None else min(stride, max(int(size), 1))
+            for stride, size in zip(self.strides, sizes)
+        )
         if self.rank == 3 and all(d == 1 for d in self.dilation_rate):
             # tf.nn.convolution's eager gradient breaks on strided 5-D inputs
             # in TF 2.21; the Conv3D op with an explicit layout does not.
-            strides = (1, *self.strides, 1) if layout.endswith("C") else (
-                1, 1, *self.strides
-            )
+            strides = (1, *strides, 1) if layout.endswith("C") else (1, 1, *strides)
             outputs = tf.nn.conv3d(
                 inputs, kernel, strides, self.padding.upper(), data_format=layout
             )
@@ -335,7 +360,7 @@ class ConvReparameterizationBase(keras.layers.Layer):
             outputs = tf.nn.convolution(
                 inputs,
                 kernel,
-                strides=self.strides,
+                strides=strides,
                 padding=self.padding.upper(),
                 data_format=layout,
                 dilations=self.dilation_rate,
@@ -469,6 +494,23 @@ def _output_length(size, kernel, padding, stride, dilation):
     dilated = kernel + (kernel - 1) * (dilation - 1)
     length = size if padding == "same" else size - dilated + 1
     return (length + stride - 1) // stride
+
+
+def _tf_message(error):
+    """A TensorFlow op error's message without its op and device decorations."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", message, flags=re.S).strip()
+
+
+def _check_dtype_policy(value):
+    try:
+        keras.dtype_policies.get(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(
+            '`dtype` must be the name of a float dtype (such as "float32"), of a dtype policy '
+            '(such as "mixed_bfloat16"), or a keras.DTypePolicy. '
+            f'{_validation.received("dtype", value)}'
+        ) from None
 
 
 def _activity_regularizer(value):

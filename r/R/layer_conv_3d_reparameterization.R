@@ -128,7 +128,7 @@
 #'   as_keras_model()
 #' model$compile(optimizer = "adam", loss = "mse")
 #' x <- array(runif(4 * 8 * 8 * 8), c(4, 8, 8, 8, 1))
-#' model$fit(x, matrix(0, 4, 2), epochs = 1L, verbose = 0L)
+#' fit(model, x, matrix(0, 4, 2), epochs = 1, verbose = 0)
 #' length(model$losses)
 #' @export
 layer_conv_3d_reparameterization <- function(object,

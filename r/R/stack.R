@@ -64,7 +64,7 @@ add_layer <- function(object, layer) {
 #'
 #' @param object A layer stack from [layer_stack()], or a Keras 3 model (which
 #'   is returned as it is).
-#' @return A Keras 3 model, ready for `$compile()`, `$fit()`, `$predict()` and
+#' @return A Keras 3 model, ready for `$compile()`, [fit()], `$predict()` and
 #'   `$save()`.
 #' @examples
 #' model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
