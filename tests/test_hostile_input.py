@@ -78,3 +78,30 @@ def test_wrong_channel_count_after_build_names_the_shapes():
     layer(np.ones((1, 3, 3, 3, 1), "float32"))
     with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 1.*\(1, 3, 3, 3, 2\)"):
         layer(np.ones((1, 3, 3, 3, 2), "float32"))
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_huge_stride_acts_as_a_stride_of_the_input_size(padding, data_format):
+    # TF's CPU Conv3D aborted the process on strides near 2**29 (found by the
+    # property test); beyond the input's size a stride changes nothing.
+    x = np.random.default_rng(0).random((2, 5, 6, 7, 1), "float32")
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    mean = {"kernel_posterior_tensor_fn": lambda d: d.mean(),
+            "bias_posterior_tensor_fn": lambda d: d.mean()}
+    huge = Conv3DReparameterization(2, 2, strides=531840307, padding=padding,
+                                    data_format=data_format, **mean)
+    exact = Conv3DReparameterization(2, 2, strides=(5, 6, 7), padding=padding,
+                                     data_format=data_format, **mean)
+    outputs = huge(x)
+    exact(x)
+    exact.set_weights(huge.get_weights())
+    np.testing.assert_array_equal(outputs.numpy(), exact(x).numpy())
+    assert tuple(outputs.shape) == tuple(huge.compute_output_shape(x.shape))
+
+
+def test_convolution_errors_at_call_are_value_errors_naming_the_arguments():
+    layer = Conv3DReparameterization(2, 2, dilation_rate=531840307, padding="same")
+    with pytest.raises(ValueError, match=r"rejected an input of shape \(2, 5, 6, 7, 1\).*dilation_rate="):
+        layer(np.ones((2, 5, 6, 7, 1), "float32"))
