@@ -20,3 +20,18 @@ volumes <- function(batch, size = 6, channels = 1) {
 bridge_module <- function() reticulate::import("tfprobr_bridge")
 
 py_class <- function(x) class(x)[1]
+
+# A compiled model: a Bayesian convolution named "bayes" on 5^3 volumes, then
+# Flatten; `train_flat_model()` fits it for one epoch.
+flat_model <- function() {
+  model <- layer_stack(input_shape = c(5, 5, 5, 1)) %>%
+    layer_conv_3d_reparameterization(filters = 2, kernel_size = 2, name = "bayes") |>
+    add_layer(keras$layers$Flatten()) |>
+    as_keras_model()
+  model$compile(optimizer = "adam", loss = "mse")
+  model
+}
+
+train_flat_model <- function(model) {
+  model$fit(volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1L, verbose = 0L)
+}

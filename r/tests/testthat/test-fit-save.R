@@ -20,12 +20,8 @@ test_that("fit from R trains every posterior variable", {
 
 test_that("a model with the default fns saves and loads from R", {
   skip_if_no_python()
-  model <- layer_stack(input_shape = c(5, 5, 5, 1)) %>%
-    layer_conv_3d_reparameterization(filters = 2, kernel_size = 2, name = "bayes") |>
-    add_layer(keras$layers$Flatten()) |>
-    as_keras_model()
-  model$compile(optimizer = "adam", loss = "mse")
-  model$fit(volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1L, verbose = 0L)
+  model <- flat_model()
+  train_flat_model(model)
   path <- tempfile(fileext = ".keras")
   model$save(path)
   loaded <- keras$models$load_model(path)

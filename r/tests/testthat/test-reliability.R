@@ -13,14 +13,8 @@ test_that("a model trained in a strategy scope saves, and loads outside and insi
   skip_if_no_python()
   tf <- reticulate::import("tensorflow")
   strategy <- tf$distribute$MirroredStrategy()
-  with(strategy$scope(), {
-    model <- layer_stack(input_shape = c(5, 5, 5, 1)) %>%
-      layer_conv_3d_reparameterization(filters = 2, kernel_size = 2, name = "bayes") |>
-      add_layer(keras$layers$Flatten()) |>
-      as_keras_model()
-    model$compile(optimizer = "adam", loss = "mse")
-  })
-  model$fit(volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1L, verbose = 0L)
+  with(strategy$scope(), model <- flat_model())
+  train_flat_model(model)
   path <- tempfile(fileext = ".keras")
   with(strategy$scope(), model$save(path))
   outside <- keras$models$load_model(path)
@@ -33,7 +27,7 @@ test_that("a model trained in a strategy scope saves, and loads outside and insi
   is_mirrored <- function(w) inherits(w$value, "tensorflow.python.distribute.values.DistributedValues")
   expect_true(all(vapply(inside$get_layer("bayes")$weights, is_mirrored, TRUE)))
   expect_false(any(vapply(outside$get_layer("bayes")$weights, is_mirrored, TRUE)))
-  inside$fit(volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1L, verbose = 0L)
+  train_flat_model(inside)
   after <- lapply(inside$get_layer("bayes")$weights, function(w) w$numpy())
   expect_false(isTRUE(all.equal(after, original)))
 })
