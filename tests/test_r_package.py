@@ -99,3 +99,16 @@ def test_python_errors_reach_r_as_r_conditions(record):
         '`padding` must be one of "valid" or "same" ("causal" padding exists only for '
         "1-D convolutions). Received: padding='causal'"
     )
+
+
+def test_r_install_hints_ask_for_the_versions_pyproject_allows():
+    # The R error for a missing TensorFlow/TFP/Keras prints a pip command; its
+    # version ranges must be the ones this package declares.
+    import tomllib
+
+    declared = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    source = (HERE.parent / "r" / "R" / "package.R").read_text()
+    block = re.search(r"^pip_packages <- c\((.*?)^\)", source, flags=re.M | re.S).group(1)
+    hints = re.findall(r'= "([^"]+)"', block)
+    assert len(hints) == 4
+    assert set(hints) <= set(declared), set(hints) - set(declared)

@@ -90,12 +90,13 @@ python_choice <- function() {
 .globals <- new.env(parent = emptyenv())
 .globals$modules <- list()
 
-# pip's names for the modules tfprobr imports, to print an install command.
+# pip's names for the modules tfprobr imports, with the versions pyproject.toml
+# allows, to print an install command.
 pip_packages <- c(
-  tensorflow = "tensorflow==2.21.*",
-  tensorflow_probability = "tensorflow-probability==0.25.*",
-  tf_keras = "tf-keras==2.21.*",
-  keras = "keras>=3"
+  tensorflow = "tensorflow>=2.18,<2.22",
+  tensorflow_probability = "tensorflow-probability>=0.25,<0.26",
+  tf_keras = "tf-keras>=2.18,<2.22",
+  keras = "keras>=3.8"
 )
 
 python_missing_error <- function(module) {
