@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -62,6 +63,18 @@ def test_a_truncated_file_fails_to_load_with_an_error(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"model\.keras"):
+        keras.models.load_model(path)
+
+
+def test_a_corrupted_file_fails_to_load_with_an_error(tmp_path):
+    path = tmp_path / "model.keras"
+    _model().save(path)
+    data = path.read_bytes()
+    third = len(data) // 3
+    garbage = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+    path.write_bytes(data[:third] + garbage + data[2 * third:])
+    # The zip's checksum catches it and names the damaged member; nothing loads.
+    with pytest.raises(zipfile.BadZipFile, match=r"Bad CRC-32 for file 'model\.weights\.h5'"):
         keras.models.load_model(path)
 
 
