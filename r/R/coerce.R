@@ -36,6 +36,11 @@ as_sizes <- function(x, name, rank = 3L, call = sys.call(-1)) {
   if (length(x) == 1L) as.integer(x) else reticulate::tuple(as.list(as.integer(x)))
 }
 
+# Keras's `verbose`: "auto" or a number (0, 1, 2), which Python wants as an int.
+as_verbose <- function(x) {
+  if (is.numeric(x)) as.integer(x) else x
+}
+
 as_flag <- function(x, name, call = sys.call(-1)) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     argument_error(name, "TRUE or FALSE", x, call)

@@ -45,8 +45,8 @@ fit <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1, verbo
     argument_error("object", "a compiled Keras 3 model", object, call)
   }
   arguments <- list(...)
-  for (name in intersect(names(arguments), "validation_data")) {
-    arguments[[name]] <- as_numpy_data(arguments[[name]], name, call)
+  if (!is.null(arguments$validation_data)) {
+    arguments$validation_data <- as_numpy_data(arguments$validation_data, "validation_data", call)
   }
   if (!is.null(arguments$initial_epoch)) {
     arguments$initial_epoch <- as.integer(arguments$initial_epoch)
@@ -56,7 +56,7 @@ fit <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1, verbo
     y = as_numpy_data(y, "y", call),
     batch_size = as_count(batch_size, "batch_size", call),
     epochs = as_count(epochs, "epochs", call),
-    verbose = if (is.numeric(verbose)) as.integer(verbose) else verbose
+    verbose = as_verbose(verbose)
   ), arguments)), call)
   invisible(history)
 }

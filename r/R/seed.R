@@ -27,7 +27,7 @@
 #' @export
 set_random_seed <- function(seed) {
   call <- sys.call()
-  if (!is.numeric(seed) || length(seed) != 1L || !is_whole(seed) || seed < 0) {
+  if (length(seed) != 1L || !is_whole(seed) || seed < 0) {
     argument_error("seed", "a whole number from 0 to 2147483647", seed, call)
   }
   seed <- as.integer(seed)

@@ -32,7 +32,7 @@ predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples
     n_samples = as_count(n_samples, "n_samples", call),
     batch_size = as_count(batch_size, "batch_size", call),
     return_samples = as_flag(return_samples, "return_samples", call),
-    verbose = if (is.numeric(verbose)) as.integer(verbose) else verbose
+    verbose = as_verbose(verbose)
   ), call)
 }
 
