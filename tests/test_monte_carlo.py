@@ -1,5 +1,8 @@
 """predict_mc and the serialisable scaled KL."""
 
+import gc
+import weakref
+
 import keras
 import numpy as np
 import pytest
@@ -63,9 +66,56 @@ def test_the_traced_function_is_built_once_for_repeated_calls(rng):
     for batch, n_samples, batch_size in [(5, 3, 2), (2, 10, 4), (7, 1, 7), (1, 30, 1)]:
         predict_mc(model, volumes(rng, (batch, 4, 4, 4, 1)), n_samples=n_samples,
                    batch_size=batch_size)
-    traced = tfprobr_bridge._monte_carlo._TRACED[model]
+    traced = model._tfprobr_predict_mc_cache.functions  # noqa: SLF001 -- the cache under test
     assert len(traced) == 1
     assert next(iter(traced.values())).experimental_get_tracing_count() == 1
+
+
+def test_a_model_used_with_predict_mc_is_freed_when_dropped(rng):
+    """The traced functions close over the model; caching them anywhere but on
+    the model would keep every model alive (3 of 3 were, before)."""
+    x = volumes(rng, (3, 4, 4, 4, 1))
+    references = []
+    for _ in range(3):
+        model = keras.Sequential([Conv3DReparameterization(2, 3, padding="same"),
+                                  keras.layers.Flatten()])
+        predict_mc(model, x, n_samples=2)
+        references.append(weakref.ref(model))
+        del model
+    gc.collect()
+    assert [reference() for reference in references] == [None, None, None]
+
+
+def test_a_model_changed_after_a_call_gets_a_new_trace(rng):
+    x = volumes(rng, (3, 4, 4, 4, 1))
+    model = keras.Sequential([Conv3DReparameterization(2, 3, padding="same"),
+                              keras.layers.Flatten()])
+    assert predict_mc(model, x, n_samples=2)["mean"].shape == (3, 4**3 * 2)
+    model.add(keras.layers.Dense(5))
+    assert predict_mc(model, x, n_samples=2)["mean"].shape == (3, 5)
+    model.pop()
+    assert predict_mc(model, x, n_samples=2)["mean"].shape == (3, 4**3 * 2)
+    # The trace reads the variables, not values captured when it was made.
+    for variable in model.layers[0].trainable_variables:
+        value = -30.0 if "untransformed_scale" in variable.name else 0.0
+        variable.assign(np.full(variable.shape, value, "float32"))
+    # Scale = softplus(-30) + float32 eps, about 1e-7 per weight.
+    np.testing.assert_allclose(predict_mc(model, x, n_samples=2)["mean"], 0.0, atol=1e-4)
+
+
+def test_a_model_with_two_inputs_takes_a_list_or_a_dict(rng):
+    shared = Conv3DReparameterization(2, 3, padding="same")
+    first, second = keras.Input((4, 4, 4, 1), name="first"), keras.Input((4, 4, 4, 1), name="second")
+    pool = keras.layers.GlobalAveragePooling3D()
+    outputs = keras.layers.Concatenate()([pool(shared(first)), pool(shared(second))])
+    model = keras.Model([first, second], outputs)
+    a, b = volumes(rng, (5, 4, 4, 4, 1)), volumes(rng, (5, 4, 4, 4, 1))
+    as_list = predict_mc(model, [a, b], n_samples=4, batch_size=2)
+    assert as_list["mean"].shape == as_list["stddev"].shape == (5, 4)
+    as_dict = predict_mc(model, {"first": a, "second": b}, n_samples=4)
+    assert as_dict["mean"].shape == (5, 4)
+    with pytest.raises(ValueError, match="same number of examples"):
+        predict_mc(model, [a, b[:3]], n_samples=2)
 
 
 def test_deterministic_model_has_zero_spread(rng):

@@ -154,6 +154,11 @@ class ConvReparameterizationBase(keras.layers.Layer):
             setattr(self, name, value)
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
         self._distributions = _Distributions()
+        # The variables the fns create, by name. An attribute TensorFlow's
+        # tracking sees: without it, tf.saved_model.save finds the variables
+        # the distributions read but not who owns them, and refuses to export.
+        self._fn_variables = {}
+        self._placeholders = False
         self._native_channels_first = False
         self.seed = seed
         self._seed_generator = None if seed is None else keras.random.SeedGenerator(seed)
@@ -208,31 +213,67 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 f"Received: filters={self.filters}, kernel_size={self.kernel_size}, "
                 f"input channels={int(input_channels)}"
             )
-        bias_shape = (self.filters,)
-        distributions = _Distributions()
-        distributions.kernel_posterior = self._make_distribution(
-            self.kernel_posterior_fn, dtype, kernel_shape, "kernel_posterior"
-        )
-        distributions.kernel_prior = self._make_distribution(
-            self.kernel_prior_fn, dtype, kernel_shape, "kernel_prior"
-        )
-        distributions.bias_posterior = self._make_distribution(
-            self.bias_posterior_fn, dtype, bias_shape, "bias_posterior"
-        )
-        distributions.bias_prior = self._make_distribution(
-            self.bias_prior_fn, dtype, bias_shape, "bias_prior"
-        )
-        self._distributions = distributions
+        self._parameter_shapes = (dtype, kernel_shape, (self.filters,))
+        self._make_distributions(self._add_variable)
         self.input_spec = keras.layers.InputSpec(
             ndim=self.rank + 2, axes={self._channel_axis: int(input_channels)}
         )
         # cuDNN runs channels-first natively; CPU kernels only channels-last.
         self._native_channels_first = bool(tf.config.list_logical_devices("GPU"))
 
-    def _make_distribution(self, fn, dtype, shape, name):
-        if fn is None:
-            return None
-        return fn(dtype, shape, name, self.trainable, self._add_variable)
+    def _make_distributions(self, add_variable_fn):
+        """Call the four fns (TFP's protocol) and keep what they return.
+
+        Keras 3 builds an unbuilt layer inside whatever is tracing its first
+        call (fit, predict, a user's tf.function). Tensors a fn made there (a
+        prior's zeros, a posterior's scale) would belong to that one graph,
+        and every later trace would fail to reach them; so, as tf_keras did
+        for build(), the fns run lifted out of any function graph.
+        """
+        dtype, kernel_shape, bias_shape = self._parameter_shapes
+        distributions = _Distributions()
+        with tf.init_scope():
+            for role, shape in (
+                ("kernel_posterior", kernel_shape),
+                ("kernel_prior", kernel_shape),
+                ("bias_posterior", bias_shape),
+                ("bias_prior", bias_shape),
+            ):
+                fn = getattr(self, f"{role}_fn")
+                if fn is not None:
+                    distribution = fn(dtype, shape, role, self.trainable, add_variable_fn)
+                    setattr(distributions, role, distribution)
+        self._distributions = distributions
+
+    def _remake_distributions(self):
+        """Make the distributions again, on variables that now exist.
+
+        Keras builds some models symbolically first (a subclassed model, fit
+        under a tf.distribute strategy), in a stateless scope where variables
+        are placeholders until the scope ends. The distributions made then
+        read placeholders; the first real call makes them again, handing each
+        fn the variables it created the first time, in the same order.
+        """
+        if not all(isinstance(v.value, tf.Variable) for v in self._fn_variables.values()):
+            return  # Still inside the stateless scope.
+        created = iter(self._fn_variables.values())
+
+        def existing_variable(name, shape, **kwargs):
+            del kwargs  # Initializers and the like applied the first time.
+            variable = next(created, None)
+            if variable is None or variable.name != name or tuple(variable.shape) != tuple(
+                int(dim) for dim in shape
+            ):
+                raise RuntimeError(
+                    f"Layer `{self.name}`: a posterior or prior fn, called again to read "
+                    f"its variables, asked for a different variable ({name!r}, shape "
+                    f"{tuple(shape)}) than the first time. Fns must create the same "
+                    "variables each time they are called."
+                )
+            return variable.value
+
+        self._make_distributions(existing_variable)
+        self._placeholders = False
 
     def _add_variable(
         self,
@@ -249,7 +290,9 @@ class ConvReparameterizationBase(keras.layers.Layer):
 
         Returns the TensorFlow variable behind the Keras one: a TFP
         distribution given a Keras 3 variable would read its value once and
-        never see training update it.
+        never see training update it. In a stateless scope, where Keras has
+        no TensorFlow variable yet, returns its initial value as a stand-in
+        and marks the distributions to be made again (``_remake_distributions``).
         """
         unknown = set(kwargs) - _ADD_VARIABLE_IGNORED
         if unknown:
@@ -267,6 +310,9 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 constraint=constraint,
                 dtype=None if dtype is None else tf.as_dtype(dtype).name,
                 trainable=trainable,
+                # The layer casts the drawn kernel itself; the distributions
+                # must read the variables in their own dtype.
+                autocast=False,
             )
         except tf.errors.ResourceExhaustedError:
             size = math.prod(shape) * tf.as_dtype(dtype or self.dtype).size / 2**30
@@ -276,15 +322,19 @@ class ConvReparameterizationBase(keras.layers.Layer):
                 f"a smaller `kernel_size`. Received: filters={self.filters}, "
                 f"kernel_size={self.kernel_size}"
             ) from None
+        key, count = name, 1
+        while key in self._fn_variables:  # a fn may reuse a name; keep both
+            key, count = f"{name}_{count}", count + 1
+        self._fn_variables[key] = variable
         value = variable.value
         if not isinstance(value, tf.Variable):
-            raise RuntimeError(
-                f"Layer `{self.name}` could not reach the TensorFlow variable behind "
-                f"{variable.path!r}; build the layer outside stateless scopes."
-            )
+            self._placeholders = True
+            return tf.convert_to_tensor(value)
         return value
 
     def call(self, inputs):
+        if self._placeholders:
+            self._remake_distributions()
         try:
             with _defaults.sampling_seed(self._seed_generator):
                 kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)

@@ -9,6 +9,7 @@ user has turned Keras's safe mode off, exactly as Keras treats a saved lambda.
 """
 
 import base64
+import re
 import types
 import warnings
 
@@ -43,9 +44,15 @@ def serialize_fn(fn, name):
         "class_name": _PICKLED,
         "config": {
             "pickle": base64.b64encode(payload).decode("ascii"),
-            "repr": repr(fn),
+            "repr": _describe(fn),
         },
     }
+
+
+def _describe(fn):
+    """A stable description for error messages: no memory address, so a
+    config is the same after a save/load round trip."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(fn))
 
 
 def deserialize_fn(config, name):

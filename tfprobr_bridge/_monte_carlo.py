@@ -1,16 +1,31 @@
 """Monte Carlo prediction: the predictive mean and spread of a stochastic model."""
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfprobr_bridge import _validation
 
-# One traced function per (model, example shape, dtype, keep samples): built
-# once, then reused for every batch, sample count and later call.
-_TRACED = weakref.WeakKeyDictionary()
+# The traced functions live on the model, as Keras keeps its own
+# predict_function there: they close over the model, so a cache held anywhere
+# else would keep every model alive. The holder is a plain object, which
+# neither Keras's nor TensorFlow's attribute tracking adopts (a tf.function in
+# a tracked attribute would be exported by tf.saved_model.save).
+_CACHE_ATTRIBUTE = "_tfprobr_predict_mc_cache"
+
+
+class _TracedCache:
+    """One traced function per (example shape, dtype, keep samples).
+
+    Each is built once and reused for every batch, sample count and later
+    call, until the model's layers or variables change (a layer added or
+    removed, a rebuild), which would make the trace stale.
+    """
+
+    def __init__(self):
+        self.structure = None
+        self.parts = ()
+        self.functions = {}
 
 
 def predict_mc(model, x, n_samples=30, batch_size=32, return_samples=False, verbose="auto"):
@@ -27,7 +42,9 @@ def predict_mc(model, x, n_samples=30, batch_size=32, return_samples=False, verb
 
     Args:
         model: A Keras 3 model (or any callable layer).
-        x: Inputs: a numpy array or tensor with a leading batch axis.
+        x: Inputs: a numpy array or tensor with a leading batch axis, or, for
+            a model with several inputs, a list or dict of them (as for
+            ``model.predict``).
         n_samples: Number of stochastic forward passes, at least 1.
         batch_size: Examples per traced call.
         return_samples: Also return every draw, stacked on a new first axis
@@ -61,14 +78,15 @@ def predict_mc(model, x, n_samples=30, batch_size=32, return_samples=False, verb
     batch_size = _validation.positive_integer(batch_size, "batch_size")
     return_samples = _validation.boolean(return_samples, "return_samples")
     x = _as_batch(x, model)
-    batches = range(0, int(x.shape[0]), batch_size)
+    batches = range(0, _examples(x), batch_size)
     show = len(batches) > 1 if verbose == "auto" else bool(verbose)
     progress = keras.utils.Progbar(len(batches), unit_name="batch") if show else None
 
     traced = _traced_function(model, x, return_samples)
     means, stddevs, samples = [], [], []
     for step, start in enumerate(batches):
-        outputs = traced(x[start : start + batch_size], tf.constant(n_samples, tf.int32))
+        batch = tf.nest.map_structure(lambda part: part[start : start + batch_size], x)
+        outputs = traced(batch, tf.constant(n_samples, tf.int32))
         means.append(outputs[0].numpy())
         stddevs.append(np.sqrt(np.maximum(outputs[1].numpy(), 0.0)))
         if return_samples:
@@ -82,12 +100,28 @@ def predict_mc(model, x, n_samples=30, batch_size=32, return_samples=False, verb
 
 
 def _as_batch(x, model):
+    """``x`` as tensors: one array, or a list or dict of them for a multi-input model."""
+    if isinstance(x, dict) or (
+        isinstance(x, (list, tuple)) and x and all(hasattr(part, "shape") for part in x)
+    ):
+        parts = tf.nest.map_structure(lambda part: _as_tensor(part, model), x)
+        sizes = {int(part.shape[0]) for part in tf.nest.flatten(parts)}
+        if len(sizes) > 1:
+            raise ValueError(
+                "`x` must give every input the same number of examples. "
+                f"Received: x with batch sizes {sorted(sizes)}"
+            )
+        return parts
+    return _as_tensor(x, model)
+
+
+def _as_tensor(x, model):
     try:
         x = tf.convert_to_tensor(x)
     except (TypeError, ValueError) as error:
         raise TypeError(
-            f"`x` must be an array or tensor with a leading batch axis ({error}). "
-            f"{_validation.received('x', type(x).__name__)}"
+            f"`x` must be an array or tensor with a leading batch axis, or a list or "
+            f"dict of them ({error}). {_validation.received('x', type(x).__name__)}"
         ) from None
     if x.shape.rank is None or x.shape.rank < 1 or x.shape[0] == 0:
         raise ValueError(
@@ -100,17 +134,45 @@ def _as_batch(x, model):
     return x
 
 
+def _examples(x):
+    return int(tf.nest.flatten(x)[0].shape[0])
+
+
 def _traced_function(model, x, return_samples):
-    per_model = _TRACED.setdefault(model, {})
-    key = (tuple(x.shape[1:]), x.dtype.name, return_samples)
-    if key not in per_model:
-        per_model[key] = _trace(model, x, return_samples)
-    return per_model[key]
+    key = (_signature_key(x), return_samples)
+    cache = getattr(model, _CACHE_ATTRIBUTE, None)
+    if not isinstance(cache, _TracedCache):
+        cache = _TracedCache()
+        try:
+            object.__setattr__(model, _CACHE_ATTRIBUTE, cache)
+        except (AttributeError, TypeError):
+            return _trace(model, x, return_samples)  # Cannot hold a cache: trace anew.
+    parts = _parts(model)
+    structure = tuple(id(part) for part in parts)
+    if structure != cache.structure:
+        # The cache holds the parts, so their ids cannot be reused meanwhile.
+        cache.structure, cache.parts, cache.functions = structure, parts, {}
+    if key not in cache.functions:
+        cache.functions[key] = _trace(model, x, return_samples)
+    return cache.functions[key]
+
+
+def _parts(model):
+    """What a trace depends on: which layers run and which variables they read."""
+    layers = getattr(model, "layers", None) or ()
+    variables = getattr(model, "variables", None) or ()
+    return (*layers, None, *variables)
+
+
+def _signature_key(x):
+    structure = tf.nest.map_structure(lambda _: None, x)
+    parts = tuple((tuple(part.shape[1:]), part.dtype.name) for part in tf.nest.flatten(x))
+    return repr(structure), parts
 
 
 def _trace(model, x, return_samples):
     signature = [
-        tf.TensorSpec([None, *x.shape[1:]], x.dtype),
+        tf.nest.map_structure(lambda part: tf.TensorSpec([None, *part.shape[1:]], part.dtype), x),
         tf.TensorSpec([], tf.int32),
     ]
 
