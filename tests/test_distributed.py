@@ -1,5 +1,7 @@
 """Training under tf.distribute.MirroredStrategy on two logical CPU devices.
 
+The model is built either before fit (an Input) or by fit itself (no Input).
+
 Logical devices must be configured before TensorFlow starts, so the run happens
 in a fresh process. With the same seeds and data, the per-epoch loss (data loss
 plus the KL term, which must count once, not once per replica) matches a
@@ -20,14 +22,15 @@ import sys
 import keras, numpy as np
 import tfprobr_bridge as tb
 
-def run(strategy):
+def run(strategy, deferred=False):
     keras.utils.set_random_seed(1)
     with strategy.scope():
-        model = keras.Sequential([
-            keras.Input((4, 4, 4, 1)),
+        layers = [
             tb.Conv3DReparameterization(2, 3, padding="same", seed=1,
                                         kernel_divergence_fn=tb.scaled_kl_divergence_fn(64)),
-            keras.layers.Flatten(), keras.layers.Dense(1)])
+            keras.layers.Flatten(), keras.layers.Dense(1)]
+        # deferred: no Input, so Keras builds the layers when fit first runs.
+        model = keras.Sequential(layers if deferred else [keras.Input((4, 4, 4, 1)), *layers])
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     x = np.random.default_rng(0).random((64, 4, 4, 4, 1)).astype("float32")
     y = np.zeros((64, 1), "float32")
@@ -40,6 +43,8 @@ def same_weights(a, b):
 _, single, _, _ = run(tf.distribute.get_strategy())
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 model, mirrored, x, y = run(strategy)
+_, single_deferred, _, _ = run(tf.distribute.get_strategy(), deferred=True)
+deferred_model, mirrored_deferred, _, _ = run(strategy, deferred=True)
 
 # Save inside the scope; load outside it and inside it; keep training inside it.
 path = sys.argv[1]
@@ -53,6 +58,10 @@ before = inside.layers[0].kernel_posterior.distribution.loc.numpy().copy()
 more = inside.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False).history["loss"]
 print("RESULT", json.dumps({
     "single": single, "mirrored": mirrored,
+    "single_deferred": single_deferred, "mirrored_deferred": mirrored_deferred,
+    "deferred_variables_mirrored": all(
+        isinstance(v.value, tf.distribute.DistributedValues)
+        for v in deferred_model.layers[0].weights),
     "outside_same": outside_same, "inside_same": inside_same,
     "inside_variables_mirrored": all(
         isinstance(v.value, tf.distribute.DistributedValues) for v in inside.layers[0].weights),
@@ -71,6 +80,11 @@ def test_mirrored_strategy_matches_a_single_device_run_and_saves(tmp_path):
     assert len(result["mirrored"]) == len(result["single"]) == 2
     for mirrored, single in zip(result["mirrored"], result["single"]):
         assert abs(mirrored - single) <= 1e-5 * abs(single)
+    # Built by fit itself under the strategy (Keras builds symbolically first).
+    assert len(result["mirrored_deferred"]) == len(result["single_deferred"]) == 2
+    for mirrored, single in zip(result["mirrored_deferred"], result["single_deferred"]):
+        assert abs(mirrored - single) <= 1e-5 * abs(single)
+    assert result["deferred_variables_mirrored"]
     assert result["outside_same"] and result["inside_same"]
     assert result["inside_variables_mirrored"]
     assert result["inside_trained"]

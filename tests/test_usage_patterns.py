@@ -460,3 +460,42 @@ def test_usage_pattern(pattern, fns, policy, rng, tmp_path):
     atol += 0.02 if policy != "float32" else 1e-5
     np.testing.assert_array_less(np.abs(original_mean - restored_mean), atol)
     np.testing.assert_allclose(restored_std.mean(), result["stddev"].mean(), rtol=0.5)
+
+
+def test_fns_called_again_after_a_symbolic_build_must_ask_for_the_same_variables(rng):
+    """Keras builds a subclassed model in a stateless scope first; the fns are
+    then called again on the real variables. A fn that asks for other
+    variables the second time gets a clear error, not a silent mismatch."""
+    calls = []
+
+    def changing_posterior_fn(dtype, shape, name, trainable, add_variable_fn):
+        calls.append(name)
+        loc = add_variable_fn(name=f"{name}_loc_{len(calls)}", shape=shape,
+                              initializer="zeros", dtype=dtype, trainable=trainable)
+        return tfd.Independent(tfd.Deterministic(loc), reinterpreted_batch_ndims=len(shape))
+
+    model = Subclassed(bayes({"kernel_posterior_fn": changing_posterior_fn}))
+    model.compile(optimizer="adam", loss="mse")
+    x, y = data(Case(model), rng)
+    with pytest.raises(RuntimeError, match=r"asked for a different variable \('kernel_posterior_loc_2'"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_a_symbolic_build_calls_each_fn_once_more_and_no_more(rng):
+    calls = []
+
+    def counting_prior_fn(dtype, shape, name, trainable, add_variable_fn):
+        calls.append(name)
+        return tfprobr_bridge.default_multivariate_normal_fn(dtype, shape, name, trainable,
+                                                             add_variable_fn)
+
+    model = Subclassed(bayes({"kernel_prior_fn": counting_prior_fn}))
+    model.compile(optimizer="adam", loss="mse")
+    x, y = data(Case(model), rng)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    model.predict(x, verbose=0)
+    assert calls == ["kernel_prior", "kernel_prior"]
+    # Built directly (an eager call), the fns run once.
+    calls.clear()
+    sequential({"kernel_prior_fn": counting_prior_fn})(x)
+    assert calls == ["kernel_prior"]
