@@ -258,8 +258,8 @@ class ConvReparameterizationBase(keras.layers.Layer):
             return  # Still inside the stateless scope.
         created = iter(self._fn_variables.values())
 
-        def existing_variable(name, shape, **kwargs):
-            del kwargs  # Initializers and the like applied the first time.
+        def existing_variable(name, shape, *args, **kwargs):
+            del args, kwargs  # Initializers and the like applied the first time.
             variable = next(created, None)
             if variable is None or variable.name != name or tuple(variable.shape) != tuple(
                 int(dim) for dim in shape
