@@ -29,6 +29,7 @@ from tfprobr_bridge._factory import add_layer  # noqa: E402
 from tfprobr_bridge._factory import layer_conv_3d_reparameterization  # noqa: E402
 from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
+from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wraps R fns with it
 
 __version__ = "0.1.0"
 

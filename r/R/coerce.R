@@ -86,6 +86,9 @@ as_fn <- function(x, name, null_ok = TRUE, call = sys.call(-1)) {
     }
     return(x)
   }
+  if (is_python(x) && reticulate::py_has_attr(x, "__call__")) {
+    return(x)  # A Python callable (reticulate gives them class "function" too).
+  }
   if (is.function(x)) {
     parameters <- fn_parameters(name)
     if (!takes_arguments(x, length(parameters))) {
@@ -97,10 +100,9 @@ as_fn <- function(x, name, null_ok = TRUE, call = sys.call(-1)) {
         x, call
       )
     }
-    return(x)
-  }
-  if (is_python(x) && reticulate::py_has_attr(x, "__call__")) {
-    return(x)
+    # R runs only on the main thread; off it (a tf.distribute replica), the
+    # wrapper raises an error naming the argument instead of letting R abort.
+    return(reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(x, name))
   }
   expected <- if (null_ok) {
     "a function (an R function or a Python callable) or NULL"
