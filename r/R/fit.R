@@ -24,7 +24,8 @@
 #' @param verbose `"auto"`, `0`, `1` or `2`, as in Keras.
 #' @param ... Further arguments to Keras's `Model.fit()`, such as
 #'   `callbacks`, `validation_data` (converted like `x` and `y`),
-#'   `validation_split` or `shuffle`.
+#'   `validation_split` or `shuffle`. `steps_per_epoch`, `validation_steps`,
+#'   `validation_batch_size` and `validation_freq` take whole numbers.
 #' @return The Keras `History` object, invisibly (`history$history$loss`
 #'   holds the per-epoch losses).
 #' @examples
@@ -50,6 +51,11 @@ fit <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1, verbo
   }
   if (!is.null(arguments$initial_epoch)) {
     arguments$initial_epoch <- as.integer(arguments$initial_epoch)
+  }
+  # Keras wants Python integers for these; R writes `steps_per_epoch = 1`.
+  for (name in intersect(c("steps_per_epoch", "validation_steps", "validation_batch_size",
+                           "validation_freq"), names(arguments))) {
+    arguments[name] <- list(as_count(arguments[[name]], name, call))
   }
   history <- with_r_errors(do.call(object$fit, c(list(
     x = as_numpy_data(x, "x", call),

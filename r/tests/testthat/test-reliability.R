@@ -184,6 +184,13 @@ test_that("fit() takes R arrays, vectors and lists, and refuses what it cannot t
   expect_error(fit(list(), x, 1), "`object` must be a compiled Keras 3 model", class = "tfprobr_error")
   expect_error(fit(model, x, stats::runif(8), epochs = -1), "`epochs` must be a positive",
                class = "tfprobr_error")
+  # Whole doubles reach Keras as integers, as R users write them.
+  history <- fit(model, x, stats::runif(8), batch_size = 2, steps_per_epoch = 1, verbose = 0,
+                 validation_data = list(x, stats::runif(8)), validation_steps = 1,
+                 validation_batch_size = 4, validation_freq = 1)
+  expect_length(unlist(history$history$val_loss), 1L)
+  expect_error(fit(model, x, stats::runif(8), steps_per_epoch = 1.5, verbose = 0),
+               "`steps_per_epoch`", class = "tfprobr_error")
 })
 
 test_that("an interrupt or an exception in the middle of fit() leaves the model usable", {

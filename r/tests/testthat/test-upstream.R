@@ -64,10 +64,9 @@ test_that("layer_conv_3d_reparameterization works (rstudio/tfprobability's test,
     loss = bayesian_loss()
   )
 
-  # tfprobr's fit(). Upstream passes steps_per_epoch = 1; today's fit() passes
-  # its `...` to Keras unchanged, and Keras needs an integer there. verbose = 0
-  # keeps the progress bar out of the test log.
-  model %>% fit(x, y, steps_per_epoch = 1L, verbose = 0)
+  # tfprobr's fit(), with upstream's steps_per_epoch = 1. verbose = 0 keeps
+  # the progress bar out of the test log.
+  model %>% fit(x, y, steps_per_epoch = 1, verbose = 0)
 
   yhat <- model(x)
   expect_equal(unlist(yhat$get_shape()$as_list()), c(7, 10))
