@@ -86,7 +86,8 @@ def main(path):
         "kl_scaled": abs(kl - expected_kl) <= 1e-5 * abs(expected_kl),
         "divergence_fn": [
             type(bayes.kernel_divergence_fn).__name__,
-            getattr(bayes.kernel_divergence_fn, "__module__", None),
+            type(bayes.kernel_divergence_fn.fn).__name__,
+            getattr(bayes.kernel_divergence_fn.fn, "__module__", None),
             bayes.kernel_divergence_fn is tfprobr_bridge.kl_divergence_fn,
         ],
     }

@@ -82,8 +82,9 @@ def test_the_issue_example_builds_a_keras3_model_with_the_r_closure(record):
     assert model["is_sequential"] is True
     assert model["output_shape"] == [2, 8]
     assert model["layer_types"] == ["Conv3DReparameterization", "GlobalAveragePooling3D"]
-    # The R closure itself (wrapped by reticulate) is the divergence fn ...
-    assert model["divergence_fn"] == ["function", "rpytools.call", False]
+    # The R closure itself (wrapped by reticulate, then by tfprobr so that it
+    # refuses to run off the main thread) is the divergence fn ...
+    assert model["divergence_fn"] == ["MainThreadFn", "function", "rpytools.call", False]
     # ... and it divided the KL by n = 1000.
     assert model["kl_scaled"] is True
 
