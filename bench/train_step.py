@@ -1,10 +1,10 @@
 """Training step: ours vs TFP's class vs a deterministic Conv3D, time and peak memory.
 
-Time: one process, contenders interleaved, 7 rounds of 5 steps after warm-up.
+Time: one process, contenders interleaved, 15 rounds of 5 steps after warm-up.
 Memory: each contender in a fresh child process (same imports), peak RSS
 growth from just before the model is built to after 5 training steps.
 
-    python bench/train_step.py [--rounds 7] [--steps 5]
+    python bench/train_step.py [--rounds 15] [--steps 5]
 """
 
 import argparse
@@ -48,7 +48,7 @@ def child_memory(name, size, batch, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--memory-child", nargs=4, metavar=("NAME", "SIZE", "BATCH", "STEPS"))
     args = parser.parse_args()
