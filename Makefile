@@ -9,8 +9,19 @@ PYTHON := $(VENV)/bin/python
 PYTHON_STAMP := $(VENV)/.tfprobr-installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 BASE_PYTHON ?= python3
-DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
-	r-cran-knitr r-cran-rmarkdown r-cran-magrittr r-cran-roxygen2 pandoc
+# Debian's R and the R packages R's TensorFlow stack needs; reticulate,
+# tensorflow and keras3 themselves are CRAN's current releases (below).
+DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-testthat \
+	r-cran-knitr r-cran-rmarkdown r-cran-magrittr r-cran-roxygen2 pandoc \
+	r-cran-backports r-cran-base64enc r-cran-cli r-cran-fastmap r-cran-generics r-cran-glue \
+	r-cran-here r-cran-jsonlite r-cran-lifecycle r-cran-png r-cran-processx r-cran-ps r-cran-r6 \
+	r-cran-rappdirs r-cran-rcpp r-cran-rcpptoml r-cran-rlang r-cran-rprojroot r-cran-rstudioapi \
+	r-cran-tidyselect r-cran-vctrs r-cran-whisker r-cran-withr r-cran-yaml r-cran-zeallot
+# R's current TensorFlow stack, from the local CRAN-like repository beside the
+# project when there is one (CRAN cannot be reached here), else the user's CRAN.
+R_STACK := reticulate=1.42 tensorflow=2.16 keras3=1.5
+R_CRAN := $(abspath ../shared/r-cran)
+R_STACK_STAMP := $(VENV)/.r-stack-installed
 R_STAMP := $(VENV)/.tfprobr-r-installed
 R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd)
 CHECK_DIR := build/r-check
@@ -28,7 +39,7 @@ help:
 	@echo "make bench  compare this layer with TFP's own class (writes bench/results/)"
 
 # Debian's R (CRAN is not reachable): rpy2 in the test extra builds against it.
-$(SYSTEM_STAMP):
+$(SYSTEM_STAMP): Makefile
 	@missing=""; \
 	for package in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'install ok installed' \
@@ -47,12 +58,16 @@ $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,r,demo]'
 	@touch $@
 
-$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP)
+$(R_STACK_STAMP): $(SYSTEM_STAMP) tools/install_r_stack.R
+	Rscript tools/install_r_stack.R $(R_CRAN) $(R_STACK)
+	@touch $@
+
+$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP)
 	R CMD INSTALL --no-multiarch r
 	@touch $@
 
 # Another checkout may have reinstalled tfprobr for its own venv: then redo it.
-r-venv-check: $(SYSTEM_STAMP)
+r-venv-check: $(R_STACK_STAMP)
 	@recorded=$$(Rscript -e 'cat(tryCatch(tfprobr:::install_time_venv, error = function(e) ""))' 2>/dev/null); \
 	if [ "$$recorded" != "$(TFPROBR_VENV)" ]; then rm -f $(R_STAMP); fi
 
