@@ -24,11 +24,17 @@ R_CRAN := $(abspath ../shared/r-cran)
 R_STACK_STAMP := $(VENV)/.r-stack-installed
 R_STAMP := $(VENV)/.tfprobr-r-installed
 R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd)
+# The Python package ships inside the R package (install_tfprobr() installs it).
+SHIPPED_PYTHON := r/inst/python
+PYTHON_SOURCES := pyproject.toml README.md $(wildcard tfprobr_bridge/*.py)
 CHECK_DIR := build/r-check
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 # The R package records this venv when it is installed (see ?tfprobr::tfprobr_python).
 export TFPROBR_VENV := $(abspath $(VENV))
+# Offline, R (reticulate, keras3, tfprobr) uses this Python: no managed
+# environment, no download.
+export RETICULATE_PYTHON := $(abspath $(PYTHON))
 
 .PHONY: help setup r-venv-check test test-python test-r check-r demo demo-python bench clean
 
@@ -55,14 +61,20 @@ $(SYSTEM_STAMP): Makefile
 $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	@[ -x $(PYTHON) ] || $(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,r,demo]'
+	$(PYTHON) -m pip install --quiet -e '.[test,demo]'
 	@touch $@
 
 $(R_STACK_STAMP): $(SYSTEM_STAMP) tools/install_r_stack.R
 	Rscript tools/install_r_stack.R $(R_CRAN) $(R_STACK)
 	@touch $@
 
-$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP)
+$(SHIPPED_PYTHON)/.copied: $(PYTHON_SOURCES)
+	rm -rf $(SHIPPED_PYTHON) && mkdir -p $(SHIPPED_PYTHON)
+	cp -r pyproject.toml README.md tfprobr_bridge $(SHIPPED_PYTHON)/
+	find $(SHIPPED_PYTHON) -name __pycache__ -prune -exec rm -rf {} +
+	@touch $@
+
+$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP) $(SHIPPED_PYTHON)/.copied
 	R CMD INSTALL --no-multiarch r
 	@touch $@
 

@@ -1,4 +1,5 @@
-# Costs seen from R: loading tfprobr, constructing a layer, and an epoch of fit.
+# Costs seen from R: loading tfprobr, constructing a layer, and an epoch of
+# keras3's fit().
 #
 # R hosts Python through reticulate, as an R user's session does, so R and
 # Python contenders run interleaved, round by round, in one process; Python-side
@@ -23,7 +24,7 @@ library_seconds <- function() {
 }
 library_times <- vapply(seq_len(rounds), function(i) library_seconds(), 1)
 
-library(tfprobr)
+suppressPackageStartupMessages({library(keras3); library(tfprobr)})
 bench_dir <- normalizePath(dirname(sub("--file=", "", grep("--file=", commandArgs(), value = TRUE))))
 harness <- reticulate::import_from_path("harness", path = bench_dir)
 bridge <- reticulate::import("tfprobr_bridge")
@@ -84,15 +85,14 @@ y_r <- array(rep(0:1, length.out = examples))
 x_py <- reticulate::r_to_py(x_r)$astype("float32")
 y_py <- reticulate::r_to_py(y_r)
 build <- function(...) {
-  model <- layer_stack(input_shape = c(16, 16, 16, 1)) %>%
+  model <- keras_model_sequential(input_shape = c(16, 16, 16, 1)) |>
     layer_conv_3d_reparameterization(filters = 8, kernel_size = 3, padding = "same",
                                      activation = "relu", ...) |>
-    add_layer(keras$layers$MaxPooling3D(2L)) |>
-    add_layer(keras$layers$GlobalAveragePooling3D()) |>
-    add_layer(keras$layers$Dense(2L)) |>
-    as_keras_model()
-  model$compile(optimizer = "adam",
-                loss = keras$losses$SparseCategoricalCrossentropy(from_logits = TRUE))
+    layer_max_pooling_3d(2) |>
+    layer_global_average_pooling_3d() |>
+    layer_dense(2)
+  compile(model, optimizer = "adam",
+          loss = loss_sparse_categorical_crossentropy(from_logits = TRUE))
   model
 }
 n <- examples
@@ -117,7 +117,7 @@ for (label in names(variants)) {
   model <- variants[[label]]
   fit_in_r <- function() {
     started <- proc.time()[["elapsed"]]
-    model$fit(x_r, y_r, epochs = 1L, batch_size = 16L, verbose = 0L)
+    fit(model, x_r, y_r, epochs = 1, batch_size = 16, verbose = 0)
     proc.time()[["elapsed"]] - started
   }
   x_as_r_passes_it <- reticulate::r_to_py(x_r)  # float64, column-major, shares R's memory

@@ -43,8 +43,8 @@ def main():
            f">= 2x at {first}, >= 1x elsewhere",
            speedups[first] >= 2 and all(v >= 1 for v in speedups.values()))
     library = next(row for row in r_side if row["measure"] == "library(tfprobr)")
-    target("library(tfprobr)", f"{library['median_ms'] / 1000:.3f} s", "<= 0.3 s",
-           library["median_ms"] <= 300)
+    target("library(tfprobr)", f"{library['median_ms'] / 1000:.3f} s", "<= 0.05 s",
+           library["median_ms"] <= 50)
     construct = {row["contender"]: row["median_ms"] for row in r_side
                  if row["measure"].startswith("construct")}
     extra = construct["R"] - construct["Python"]

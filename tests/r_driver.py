@@ -25,7 +25,7 @@ def main(path):
 
     record = {}
     r = ro.r
-    r("suppressPackageStartupMessages(library(tfprobr))")
+    r("suppressPackageStartupMessages({library(keras3); library(tfprobr)})")
     record["python_started_by_library"] = bool(
         r("reticulate::py_available(initialize = FALSE)")[0]
     )
@@ -61,14 +61,13 @@ def main(path):
         ),
     }
 
-    # The R example of the issue, exactly as written.
+    # The README's R example, in keras3's idiom.
     r(
         """n <- 1000
-        model <- layer_stack(input_shape = c(16, 16, 16, 1)) %>%
+        model <- keras_model_sequential(input_shape = c(16, 16, 16, 1)) %>%
           layer_conv_3d_reparameterization(filters = 8, kernel_size = 3, activation = "relu",
                                            kernel_divergence_fn = function(q, p, ignore) tfd_kl_divergence(q, p) / n) |>
-          add_layer(keras$layers$GlobalAveragePooling3D()) |>
-          as_keras_model()
+          layer_global_average_pooling_3d()
         main$model <- model"""
     )
     model = __main__.model
@@ -107,7 +106,8 @@ def main(path):
     record["error"] = list(
         r(
             """tryCatch(layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "causal"),
-                        error = function(e) c(class(e)[1], conditionMessage(e)))"""
+                        error = function(e) c(class(e)[1], conditionMessage(e),
+                                              inherits(e, "python.builtin.ValueError")))"""
         )
     )
     record["complete"] = True

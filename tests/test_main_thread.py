@@ -71,7 +71,7 @@ def test_under_mirrored_strategy_fit_fails_with_that_error(rng):
         model.fit(x, np.zeros((4, 1), "float32"), verbose=0)
 
 
-def test_a_model_holding_a_wrapped_fn_that_cannot_be_pickled_refuses_to_save(tmp_path, rng):
+def test_a_model_holding_an_r_fn_refuses_to_save_and_says_what_to_use(tmp_path, rng):
     class Unpicklable:
         def __call__(self, distribution):
             return tfprobr_bridge.sample(distribution)
@@ -84,5 +84,7 @@ def test_a_model_holding_a_wrapped_fn_that_cannot_be_pickled_refuses_to_save(tmp
         Conv3DReparameterization(2, 3, kernel_posterior_tensor_fn=main_thread_fn(
             Unpicklable(), "kernel_posterior_tensor_fn")),
     ])
-    with pytest.raises(TypeError, match="`kernel_posterior_tensor_fn` cannot be saved"):
+    with pytest.raises(TypeError, match="`kernel_posterior_tensor_fn` cannot be saved: "
+                       "<R function given as kernel_posterior_tensor_fn>. An R function "
+                       "cannot be saved with a model"):
         model.save(tmp_path / "model.keras")

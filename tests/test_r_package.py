@@ -77,7 +77,7 @@ def test_r_values_become_the_python_layer(record):
     assert layer["default_posterior_is_native"] is True
 
 
-def test_the_issue_example_builds_a_keras3_model_with_the_r_closure(record):
+def test_the_readme_example_builds_a_keras3_model_with_the_r_closure(record):
     model = record["model"]
     assert model["is_sequential"] is True
     assert model["output_shape"] == [2, 8]
@@ -94,8 +94,9 @@ def test_r_stacks_are_python_layer_stacks(record):
 
 
 def test_python_errors_reach_r_as_r_conditions(record):
-    error_class, message = record["error"]
+    error_class, message, python_class_kept = record["error"]
     assert error_class == "tfprobr_value_error"
+    assert python_class_kept == "TRUE"  # reticulate's python.builtin.ValueError too
     assert message == (
         '`padding` must be one of "valid" or "same" ("causal" padding exists only for '
         "1-D convolutions). Received: padding='causal'"

@@ -31,6 +31,9 @@ def serialize_fn(fn, name):
         return None
     if _is_registered(fn):
         return keras.saving.serialize_keras_object(fn)
+    hint = getattr(fn, "save_hint", None)
+    if hint is not None:  # A fn that can never be saved says what to use instead.
+        raise TypeError(f"`{name}` cannot be saved: {fn!r}. {hint}")
     try:
         payload = cloudpickle.dumps(fn)
     except Exception as error:  # cloudpickle raises many types; all mean "cannot".

@@ -24,6 +24,13 @@ def main_thread_fn(fn, name):
 class MainThreadFn:
     """Wraps an R function ``fn`` given as the layer's argument ``name``."""
 
+    # R functions cannot be serialised into a .keras file.
+    save_hint = (
+        "An R function cannot be saved with a model. For a model that saves, leave the fn "
+        "at its default or, for a KL divided by the number of examples, use "
+        "scaled_kl_divergence_fn(n); save_model_weights() keeps the weights of any model."
+    )
+
     def __init__(self, fn, name):
         self.fn = fn
         self.name = name

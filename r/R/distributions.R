@@ -9,7 +9,7 @@
 #'   event_shape)`.
 #' @examples
 #' d <- tfp$distributions$Normal(loc = 0, scale = 1)
-#' d %>% tfd_sample(sample_shape = 3)
+#' tfd_sample(d, sample_shape = 3)
 #' @export
 tfd_sample <- function(distribution, sample_shape = list(), ...) {
   call <- sys.call()

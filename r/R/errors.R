@@ -1,29 +1,36 @@
 # Python errors as R errors.
 #
-# reticulate 1.28 surfaces a Python exception as a C++ exception whose message
-# starts with the Python type; users of an R API should get an R condition
-# with the message alone (Keras's form: argument, expectation, received
-# value), classed so that code can catch it.
+# reticulate turns a Python exception into an R condition classed after the
+# exception (`python.builtin.ValueError`, ...); tfprobr keeps those classes,
+# adds its own (`tfprobr_value_error`, `tfprobr_error`), attributes the error
+# to the user's call, and keeps the message alone (Keras's form: argument,
+# expectation, received value), without the exception's module-qualified
+# name, terminal escapes or reticulate's pointer to py_last_error().
 
 python_error <- function(error, call) {
-  last <- tryCatch(reticulate::py_last_error(), error = function(e) NULL)
+  classes <- class(error)
+  python_classes <- classes[startsWith(classes, "python.builtin.")]
+  type <- if (length(python_classes)) sub("^python\\.builtin\\.", "", python_classes[[1]]) else ""
   message <- conditionMessage(error)
-  type <- "Error"
-  if (!is.null(last) && is.character(last$value) && length(last$value) == 1L &&
-      nzchar(last$value) && nzchar(last$type %||% "") &&
-      grepl(last$value, message, fixed = TRUE)) {
-    message <- last$value
-    type <- last$type
+  last <- tryCatch(reticulate::py_last_error(), error = function(e) NULL)
+  value <- if (is.null(last)) NULL else last$value
+  if (is.character(value) && length(value) == 1L && nzchar(value) &&
+      grepl(value, message, fixed = TRUE)) {
+    message <- value
+    type <- if (nzchar(type)) type else sub("^.*\\.", "", last$type %||% "")
   } else {
-    message <- sub("\n+$", "", sub("^[A-Za-z.]*(Error|Exception): ", "", message))
+    message <- sub("\nRun `reticulate::py_last_error\\(\\)` for details\\.\\s*$", "", message)
+    message <- sub("^([A-Za-z_][A-Za-z0-9_]*\\.)*[A-Za-z_][A-Za-z0-9_]*(Error|Exception): ", "",
+                   message)
   }
-  structure(
-    class = c(
-      paste0("tfprobr_", tolower(sub("Error$", "", type)), "_error"),
-      "tfprobr_error", "error", "condition"
-    ),
-    list(message = message, call = call, python_type = type)
-  )
+  message <- sub("\n+$", "", gsub("\033\\[[0-9;]*m", "", message))
+  base <- tolower(sub("(Error|Exception)$", "", type))
+  ours <- c(if (nzchar(base)) paste0("tfprobr_", base, "_error"), "tfprobr_error")
+  condition <- if (is.list(error)) unclass(error) else list()
+  condition$message <- message
+  condition$call <- call
+  condition$python_type <- if (nzchar(type)) type else NULL
+  structure(class = unique(c(ours, python_classes, "error", "condition")), condition)
 }
 
 # Evaluate `expr` (a call into Python); re-raise Python errors as R errors

@@ -6,7 +6,7 @@
 #' It assumes the kernel and/or bias are drawn from distributions.
 #'
 #' This is the variational (Bayesian) analogue of a 3-D convolution
-#' (`keras$layers$Conv3D`), for inputs shaped
+#' ([keras3::layer_conv_3d()]), for inputs shaped
 #' `(batch, depth, height, width, channels)` (or channels first). By default,
 #' the layer implements a stochastic forward pass via sampling from the kernel
 #' and bias posteriors,
@@ -47,10 +47,12 @@
 #' @param object What to compose the layer with:
 #'   * missing or `NULL`: the layer itself is returned;
 #'   * a layer stack from [layer_stack()]: a new stack with the layer appended;
-#'   * a Keras 3 `Sequential` model: the layer is added to the model, which is
-#'     returned (as R keras does);
-#'   * a Keras 3 symbolic tensor (`keras$Input(...)`), a TensorFlow tensor or
-#'     an R array: the layer is applied to it and the output is returned;
+#'   * a Keras 3 `Sequential` model (such as [keras3::keras_model_sequential()]
+#'     gives): the layer is added to the model, which is returned (as keras3's
+#'     `layer_*()` functions do);
+#'   * a Keras 3 symbolic tensor (from [keras3::keras_input()]), a TensorFlow
+#'     tensor or an R array: the layer is applied to it and the output is
+#'     returned;
 #'   * a legacy `tf_keras` Sequential model or tensor: the same, with TFP's
 #'     own `Convolution3DReparameterization` (a Keras 2 layer).
 #' @param filters Integer, the dimensionality of the output space (i.e. the
@@ -114,19 +116,19 @@
 #' @references Diederik Kingma and Max Welling. Auto-Encoding Variational
 #'   Bayes. In International Conference on Learning Representations, 2014.
 #'   <https://arxiv.org/abs/1312.6114>
-#' @seealso [layer_stack()], [add_layer()], [as_keras_model()],
+#' @seealso [predict_mc()], [scaled_kl_divergence_fn()], [layer_stack()],
 #'   [tfd_kl_divergence()]
 #' @examples
+#' library(keras3)
 #' n <- 100  # training examples per epoch: the KL is counted once per epoch
-#' model <- layer_stack(input_shape = c(8, 8, 8, 1)) %>%
+#' model <- keras_model_sequential(input_shape = c(8, 8, 8, 1)) |>
 #'   layer_conv_3d_reparameterization(
 #'     filters = 4, kernel_size = 3, activation = "relu",
 #'     kernel_divergence_fn = function(q, p, ignore) tfd_kl_divergence(q, p) / n
 #'   ) |>
-#'   add_layer(keras$layers$GlobalAveragePooling3D()) |>
-#'   add_layer(keras$layers$Dense(2L)) |>
-#'   as_keras_model()
-#' model$compile(optimizer = "adam", loss = "mse")
+#'   layer_global_average_pooling_3d() |>
+#'   layer_dense(2)
+#' compile(model, optimizer = "adam", loss = "mse")
 #' x <- array(runif(4 * 8 * 8 * 8), c(4, 8, 8, 8, 1))
 #' fit(model, x, matrix(0, 4, 2), epochs = 1, verbose = 0)
 #' length(model$losses)

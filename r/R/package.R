@@ -3,50 +3,48 @@
 #' `layer_conv_3d_reparameterization()` with the documented tfprobability API,
 #' working on TensorFlow 2.21, Keras 3 and TensorFlow Probability 0.25, plus
 #' [layer_stack()], [add_layer()] and [as_keras_model()] to compose layers
-#' with `%>%` or `|>`.
+#' with `|>` (or keras3's `%>%`), beside keras3's own layers and models.
 #'
 #' @section Finding Python:
-#' `library(tfprobr)` does not start Python; the first call that needs it
-#' does. The Python used is, in order:
-#' 1. the option `tfprobr.python` (a path to a Python executable), if set;
-#' 2. the environment variable `RETICULATE_PYTHON`, if set;
-#' 3. the virtual environment recorded when the package was installed: `make`
+#' `library(tfprobr)` starts neither Python nor reticulate, and never sets
+#' `RETICULATE_PYTHON`. When reticulate loads (with keras3, or at tfprobr's
+#' first call), tfprobr declares its Python requirement with
+#' [reticulate::py_require()] and states its choice of Python, which is, in
+#' order:
+#' 1. the environment variable `RETICULATE_PYTHON`, if set (reticulate's own
+#'    rule; offline, point it at a Python that has `tfprobr_bridge`);
+#' 2. the option `tfprobr.python` (a path to a Python executable), if set;
+#' 3. the virtual environment `r-tfprobr` made by [install_tfprobr()], if it
+#'    exists;
+#' 4. the virtual environment recorded when the package was installed: `make`
 #'    in the tfprobr_bridge repository installs the package with
-#'    `TFPROBR_VENV` set to the repository's `.venv`, whose `bin/python` is
-#'    used;
-#' 4. otherwise reticulate's own choice.
+#'    `TFPROBR_VENV` set to the repository's `.venv`;
+#' 5. otherwise reticulate's own choice (with the declared requirement, an
+#'    ephemeral environment that reticulate makes).
 #'
 #' That Python needs the Python package `tfprobr_bridge` (which brings
 #' TensorFlow, TensorFlow Probability, Keras 3 and tf-keras). If it is
 #' missing, the first call fails with an R error naming what is missing and
-#' the command that installs it. [tfprobr_python()] says which Python was chosen.
+#' the command that installs it. [tfprobr_python()] says which Python was
+#' chosen. When Python's `keras` module is loaded (by keras3, say),
+#' `tfprobr_bridge` is imported too, so that a saved model holding this
+#' package's layers loads with keras3's `load_model()` in a fresh session.
 #'
 #' @keywords internal
 "_PACKAGE"
 
-#' TensorFlow Probability and Keras 3 Python modules
+#' The TensorFlow Probability Python module
 #'
-#' `tfp` is the Python module `tensorflow_probability` and `keras` is Keras 3,
-#' found and loaded (with reticulate) on first use, so that the documented
-#' defaults such as `tfp$layers$util$default_mean_field_normal_fn()` evaluate
-#' and Keras 3 layers such as `keras$layers$GlobalAveragePooling3D()` are at
-#' hand.
+#' `tfp` is the Python module `tensorflow_probability`, found and loaded
+#' (with reticulate) on first use, so that the documented defaults such as
+#' `tfp$layers$util$default_mean_field_normal_fn()` evaluate.
 #'
-#' @format Python modules, loaded on first use.
+#' @format A Python module, loaded on first use.
 #' @examples
-#' pooling <- keras$layers$GlobalAveragePooling3D()
-#' class(pooling)[1]
 #' tfp$distributions$Normal(loc = 0, scale = 1)
-#' @name python-modules
-NULL
-
-#' @rdname python-modules
+#' @name tfp
 #' @export
 tfp <- NULL
-
-#' @rdname python-modules
-#' @export
-keras <- NULL
 
 bridge <- NULL
 
@@ -70,13 +68,17 @@ tfprobr_python <- function() {
 
 # The Python the rule picks, and which step of the rule picked it.
 python_choice <- function() {
+  variable <- Sys.getenv("RETICULATE_PYTHON", "")
+  if (nzchar(variable)) {
+    return(list(python = path.expand(variable), source = "RETICULATE_PYTHON"))
+  }
   option <- getOption("tfprobr.python")
   if (!is.null(option)) {
     return(list(python = path.expand(option), source = "options(tfprobr.python)"))
   }
-  variable <- Sys.getenv("RETICULATE_PYTHON", "")
-  if (nzchar(variable) && !identical(variable, .globals$set_by_tfprobr)) {
-    return(list(python = path.expand(variable), source = "RETICULATE_PYTHON"))
+  python <- file.path(virtualenv_root(), "r-tfprobr", "bin", "python")
+  if (file.exists(python)) {
+    return(list(python = python, source = "the virtual environment r-tfprobr"))
   }
   if (nzchar(install_time_venv)) {
     python <- file.path(install_time_venv, "bin", "python")
@@ -85,6 +87,13 @@ python_choice <- function() {
     }
   }
   list(python = NULL, source = "reticulate's default")
+}
+
+# Where reticulate keeps named virtual environments (its rule, read without
+# loading reticulate).
+virtualenv_root <- function() {
+  root <- Sys.getenv("RETICULATE_VIRTUALENV_ROOT", Sys.getenv("WORKON_HOME", ""))
+  if (nzchar(root)) path.expand(root) else path.expand("~/.virtualenvs")
 }
 
 .globals <- new.env(parent = emptyenv())
@@ -129,8 +138,9 @@ python_missing_error <- function(module) {
       paste0("Install it with `", python, " -m pip install '", pip_packages[[missing]], "'`, ",
              "or run `make setup` in the tfprobr_bridge repository")
     } else {
-      paste0("Run `make setup` in the tfprobr_bridge repository, or `", python,
-             " -m pip install '<tfprobr_bridge repository>[r]'`")
+      paste0("Run `tfprobr::install_tfprobr()` (a virtual environment r-tfprobr), ",
+             "`make setup` in the tfprobr_bridge repository, or `", python,
+             " -m pip install '", python_package_source() %||% "<tfprobr_bridge repository>", "'`")
     }
     stop(structure(
       class = c("tfprobr_python_missing", "error", "condition"),
@@ -152,9 +162,8 @@ python_missing_error <- function(module) {
   if (!nzchar(Sys.getenv("KERAS_BACKEND"))) {
     Sys.setenv(KERAS_BACKEND = "tensorflow")
   }
-  choose_python()
-  # `tfp`, `keras` and `bridge` resolve on first use: loading reticulate alone
-  # takes most of a second, and library(tfprobr) should not pay for it.
+  # `tfp` and `bridge` resolve on first use: library(tfprobr) starts neither
+  # reticulate nor Python.
   namespace <- topenv()
   for (name in names(python_modules)) {
     rm(list = name, envir = namespace)
@@ -163,18 +172,56 @@ python_missing_error <- function(module) {
       function() python_module(binding)
     }), namespace)
   }
+  # Python is chosen when reticulate loads, whoever loads it (keras3 too).
+  if (isNamespaceLoaded("reticulate")) {
+    on_reticulate_load()
+  } else {
+    setHook(packageEvent("reticulate", "onLoad"), function(...) on_reticulate_load())
+  }
+  # A saved model holding tfprobr's layers names classes that tfprobr_bridge
+  # registers with Keras: import it whenever reticulate loads keras.
+  setHook("reticulate::keras::load", import_bridge_with_keras)
+  if (isNamespaceLoaded("reticulate") && reticulate::py_available(initialize = FALSE) &&
+      "keras" %in% names(reticulate::import("sys")$modules)) {
+    import_bridge_with_keras()
+  }
+}
+
+on_reticulate_load <- function() {
+  source <- python_package_source()
+  if (!is.null(source)) {
+    reticulate::py_require(source)
+  }
+  choose_python()
+}
+
+import_bridge_with_keras <- function(...) {
+  try(python_module("bridge")$`__name__`, silent = TRUE)
+  invisible()
 }
 
 python_modules <- c(
   bridge = "tfprobr_bridge",
-  tfp = "tensorflow_probability",
-  keras = "keras"
+  tfp = "tensorflow_probability"
 )
 
 python_module <- function(name) {
   module <- .globals$modules[[name]]
   if (is.null(module)) {
+    # tfprobr builds on keras3 and tensorflow: their methods (tensor
+    # arithmetic for R divergence fns, fit() and predict() for models) apply
+    # from the first call on, even with only library(tfprobr) attached. They
+    # load before Python starts, as they declare their Python needs then.
+    # (Reading their delay-loaded module bindings loads the namespaces and
+    # does not start Python.)
+    invisible(tensorflow::tf)
+    invisible(keras3::keras)
     choose_python()
+    choice <- python_choice()
+    if (!is.null(choice$python) && !file.exists(choice$python)) {
+      # Reported, not silently replaced by another Python.
+      python_missing_error(python_modules[[name]])(simpleError("no such file"))
+    }
     # A failed import is forgotten, so that every later use reports it the
     # same way (reticulate runs `on_error` only once per module proxy).
     # Once Python runs, reticulate imports at once instead of delaying.
@@ -182,7 +229,8 @@ python_module <- function(name) {
     module <- tryCatch(reticulate::import(
       python_modules[[name]],
       delay_load = list(
-        priority = if (name == "bridge") 10 else 0,
+        priority = if (name == "bridge") 20 else 0,
+        environment = "r-tfprobr",
         on_error = function(error) {
           .globals$modules[[name]] <- NULL
           report(error)
@@ -194,22 +242,80 @@ python_module <- function(name) {
   module
 }
 
+# The Python package to install: shipped inside the R package (`make` copies
+# it into inst/python), or the repository the package was installed from.
+python_package_source <- function() {
+  shipped <- system.file("python", package = "tfprobr")
+  if (nzchar(shipped) && file.exists(file.path(shipped, "pyproject.toml"))) {
+    return(shipped)
+  }
+  if (nzchar(install_time_venv)) {
+    repository <- dirname(install_time_venv)
+    if (file.exists(file.path(repository, "pyproject.toml"))) {
+      return(repository)
+    }
+  }
+  NULL
+}
+
 choose_python <- function() {
   if (isTRUE(.globals$python_chosen)) {
     return(invisible())
   }
   .globals$python_chosen <- TRUE
-  python <- tfprobr_python()
-  # Asking reticulate would load it; if it is not loaded, Python has not started.
-  started <- isNamespaceLoaded("reticulate") && reticulate::py_available(initialize = FALSE)
-  if (!is.null(python) && !started) {
-    # reticulate 1.28 ranks use_python() below its Poetry and Pipenv project
-    # detection (a pyproject.toml in the working directory is enough), but
-    # RETICULATE_PYTHON above both. A path that does not exist is kept, so
-    # that the first call says so instead of silently using another Python.
-    if (!identical(Sys.getenv("RETICULATE_PYTHON"), python)) {
-      Sys.setenv(RETICULATE_PYTHON = python)
-      .globals$set_by_tfprobr <- python
-    }
+  choice <- python_choice()
+  # RETICULATE_PYTHON is reticulate's to apply; the others are asked for with
+  # use_python(), for this session only. A path that does not exist is not
+  # replaced: the first call says so instead of silently using another Python.
+  if (!is.null(choice$python) && choice$source != "RETICULATE_PYTHON" &&
+      file.exists(choice$python) && !reticulate::py_available(initialize = FALSE)) {
+    reticulate::use_python(choice$python, required = TRUE)
   }
+  invisible()
+}
+
+#' Install the Python side of tfprobr
+#'
+#' Makes a Python virtual environment (by default `r-tfprobr`, which tfprobr
+#' then uses; see "Finding Python" in [tfprobr-package]) with the Python
+#' package `tfprobr_bridge` and what it needs (TensorFlow, TensorFlow
+#' Probability, Keras 3, tf-keras), as `keras3::install_keras()` does for
+#' Keras. The Python package ships inside the R package, so nothing is needed
+#' from outside but the Python package index (or a local mirror pip knows).
+#'
+#' @param envname The name of the virtual environment, or a path.
+#' @param ... Passed on to [reticulate::virtualenv_install()], such as
+#'   `pip_options = "--no-index"`.
+#' @param extra_packages Further Python packages to install.
+#' @param python_version The Python versions allowed.
+#' @param new_env If `TRUE`, an existing environment of that name is removed
+#'   first.
+#' @return The path of the environment's Python, invisibly.
+#' @examples
+#' \dontrun{
+#' install_tfprobr()
+#' }
+#' @export
+install_tfprobr <- function(envname = "r-tfprobr", ..., extra_packages = NULL,
+                            python_version = ">=3.10",
+                            new_env = identical(envname, "r-tfprobr")) {
+  call <- sys.call()
+  if (!is.character(envname) || length(envname) != 1L || is.na(envname) || !nzchar(envname)) {
+    argument_error("envname", "the name or path of a virtual environment", envname, call)
+  }
+  source <- python_package_source()
+  if (is.null(source)) {
+    stop(structure(
+      class = c("tfprobr_python_missing", "error", "condition"),
+      list(message = paste0("This installation of tfprobr has no copy of the Python package ",
+                            "tfprobr_bridge to install. Reinstall tfprobr from its repository ",
+                            "with `make setup`."), call = call)
+    ))
+  }
+  if (isTRUE(new_env) && reticulate::virtualenv_exists(envname)) {
+    reticulate::virtualenv_remove(envname, confirm = FALSE)
+  }
+  reticulate::virtualenv_create(envname, version = python_version, packages = NULL)
+  reticulate::virtualenv_install(envname, packages = c(source, extra_packages), ...)
+  invisible(reticulate::virtualenv_python(envname))
 }

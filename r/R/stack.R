@@ -14,9 +14,9 @@
 #'   prints the list of its layers.
 #' @seealso [add_layer()], [as_keras_model()]
 #' @examples
-#' stack <- layer_stack(input_shape = c(8, 8, 8, 1)) %>%
+#' stack <- layer_stack(input_shape = c(8, 8, 8, 1)) |>
 #'   layer_conv_3d_reparameterization(filters = 4, kernel_size = 3) |>
-#'   add_layer(keras$layers$GlobalAveragePooling3D())
+#'   add_layer(keras3::layer_global_average_pooling_3d())
 #' stack
 #' length(stack)
 #' @export
@@ -39,17 +39,18 @@ layer_stack <- function(input_shape = NULL, ..., name = NULL) {
 #' Add any Keras 3 layer to a stack, a model or a tensor
 #'
 #' Composes `layer` with `object` the way [layer_conv_3d_reparameterization()]
-#' does, so that any Keras 3 layer (from `keras$layers`) can join a pipe.
+#' does, so that any Keras 3 layer (such as keras3's `layer_*()` give) can join
+#' a stack.
 #'
 #' @param object `NULL`, a layer stack, a Keras 3 `Sequential` model, or a
 #'   tensor or array (see [layer_conv_3d_reparameterization()]).
-#' @param layer A Keras 3 layer, such as `keras$layers$Dense(10L)`.
+#' @param layer A Keras 3 layer, such as `keras3::layer_dense(units = 10)`.
 #' @return A new stack; the model, with the layer added; or the layer's output
 #'   for a tensor. If the layer does not fit a model, the model is unchanged.
 #' @examples
 #' layer_stack(input_shape = c(4, 4, 4, 1)) |>
-#'   add_layer(keras$layers$Flatten()) |>
-#'   add_layer(keras$layers$Dense(2L))
+#'   add_layer(keras3::layer_flatten()) |>
+#'   add_layer(keras3::layer_dense(units = 2))
 #' @export
 add_layer <- function(object, layer) {
   call <- sys.call()
@@ -64,8 +65,8 @@ add_layer <- function(object, layer) {
 #'
 #' @param object A layer stack from [layer_stack()], or a Keras 3 model (which
 #'   is returned as it is).
-#' @return A Keras 3 model, ready for `$compile()`, [fit()], `$predict()` and
-#'   `$save()`.
+#' @return A Keras 3 model, ready for keras3's `compile()`, `fit()`,
+#'   `predict()` and `save_model()`.
 #' @examples
 #' model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
 #'   layer_conv_3d_reparameterization(filters = 2, kernel_size = 3) |>
@@ -86,7 +87,7 @@ as_keras_model <- function(object) {
 
 check_layer <- function(layer, call) {
   if (!inherits(layer, "keras.src.layers.layer.Layer")) {
-    argument_error("layer", "a Keras 3 layer (such as keras$layers$Dense(10L))",
+    argument_error("layer", "a Keras 3 layer (such as layer_dense(units = 10))",
                    layer, call)
   }
 }

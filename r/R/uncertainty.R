@@ -17,9 +17,9 @@
 #'   deviation over the draws), shaped like one prediction, and `samples`
 #'   (draws first) when `return_samples = TRUE`.
 #' @examples
-#' model <- layer_stack(input_shape = c(4, 4, 4, 1)) |>
-#'   layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "same") |>
-#'   as_keras_model()
+#' library(keras3)
+#' model <- keras_model_sequential(input_shape = c(4, 4, 4, 1)) |>
+#'   layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "same")
 #' result <- predict_mc(model, array(1, c(3, 4, 4, 4, 1)), n_samples = 10)
 #' dim(result$mean)
 #' range(result$stddev)
@@ -41,7 +41,7 @@ predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples
 #' Returns the divergence function `function(q, p, ignore)
 #' tfd_kl_divergence(q, p) / num_examples`, as a Python object that is saved
 #' with the model (an R closure cannot be) and loads with
-#' `keras$models$load_model()` in Keras's safe mode.
+#' keras3's `load_model()` in Keras's safe mode.
 #'
 #' Keras adds a layer's losses to the mean loss of every batch, so the KL
 #' divergence, which belongs to the whole training set, must be divided by the

@@ -1,4 +1,6 @@
 library(testthat)
+library(keras3)
+library(tensorflow)
 library(tfprobr)
 
 test_check("tfprobr")

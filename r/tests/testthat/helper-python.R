@@ -21,17 +21,49 @@ bridge_module <- function() reticulate::import("tfprobr_bridge")
 
 py_class <- function(x) class(x)[1]
 
+# The values of a layer's (or model's) variables, as R arrays.
+variable_values <- function(object) lapply(object$weights, as.array)
+
 # A compiled model: a Bayesian convolution named "bayes" on 5^3 volumes, then
-# Flatten; `train_flat_model()` fits it for one epoch.
+# a flatten layer; `train_flat_model()` fits it for one epoch.
 flat_model <- function() {
-  model <- layer_stack(input_shape = c(5, 5, 5, 1)) %>%
+  model <- keras_model_sequential(input_shape = c(5, 5, 5, 1)) |>
     layer_conv_3d_reparameterization(filters = 2, kernel_size = 2, name = "bayes") |>
-    add_layer(keras$layers$Flatten()) |>
-    as_keras_model()
-  model$compile(optimizer = "adam", loss = "mse")
+    layer_flatten()
+  compile(model, optimizer = "adam", loss = "mse")
   model
 }
 
 train_flat_model <- function(model) {
-  model$fit(volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1L, verbose = 0L)
+  fit(model, volumes(4, 5), matrix(0, 4, 4^3 * 2), epochs = 1, verbose = 0)
+}
+
+# The Python this test session runs (child R sessions are given it explicitly).
+session_python <- function() reticulate::py_config()$python
+
+# Runs `code` in a fresh R session (Rscript --vanilla) and returns what it
+# printed (stdout and stderr), without TensorFlow's start-up log lines, with
+# the exit status as attribute "status".
+#
+# `env` is a named character vector of environment variables for the child;
+# NA unsets one. A child never inherits this session's RETICULATE_PYTHON by
+# accident: unless `env` names RETICULATE_PYTHON, the child gets the Python
+# this session runs.
+rscript <- function(code, env = character()) {
+  if (!"RETICULATE_PYTHON" %in% names(env)) {
+    env <- c(env, RETICULATE_PYTHON = session_python())
+  }
+  script <- tempfile(fileext = ".R")
+  writeLines(code, script)
+  on.exit(unlink(script), add = TRUE)
+  unset <- names(env)[is.na(env)]
+  set <- env[!is.na(env)]
+  args <- c(as.vector(rbind(rep("-u", length(unset)), unset)),
+            if (length(set)) paste0(names(set), "=", set),
+            file.path(R.home("bin"), "Rscript"), "--vanilla", script)
+  output <- suppressWarnings(system2("env", shQuote(args), stdout = TRUE, stderr = TRUE))
+  status <- attr(output, "status") %||% 0L
+  output <- grep("^(I0000|E0000|W0000|WARNING: All log messages)", output,
+                 value = TRUE, invert = TRUE)
+  structure(paste(output, collapse = "\n"), status = status)
 }

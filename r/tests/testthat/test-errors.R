@@ -57,7 +57,7 @@ test_that("at least 20 bad inputs each give one-line R errors naming the argumen
 
 test_that("build-time errors reach R in the same form and leave the model unchanged", {
   skip_if_no_python()
-  model <- keras$Sequential(list(keras$Input(shape = c(2L, 8L, 8L, 1L))))
+  model <- keras_model_sequential(input_shape = c(2, 8, 8, 1))
   error <- tryCatch(model %>% layer_conv_3d_reparameterization(filters = 2, kernel_size = 3),
                     error = identity)
   expect_s3_class(error, "tfprobr_value_error")
@@ -78,4 +78,55 @@ test_that("the composition helpers check their arguments in R", {
   expect_error(layer_stack(name = 1), "`name` must be a string or NULL")
   expect_error(tfd_sample(tfp$distributions$Normal(0, 1), sample_shape = -1),
                "`sample_shape` must be")
+})
+
+test_that("a Python error keeps reticulate's classes and gains tfprobr's", {
+  skip_if_no_python()
+  # "causal" is a string, so R passes it on and the Python layer refuses it.
+  error <- tryCatch(
+    layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "causal"),
+    error = identity
+  )
+  expect_s3_class(error, "tfprobr_value_error")
+  expect_s3_class(error, "tfprobr_error")
+  expect_s3_class(error, "python.builtin.ValueError")
+  expect_s3_class(error, "python.builtin.Exception")
+  expect_s3_class(error, "error")
+  expect_identical(class(error)[1:2], c("tfprobr_value_error", "tfprobr_error"))
+  expect_identical(tail(class(error), 2), c("error", "condition"))
+  expect_identical(grep("^tfprobr__", class(error), value = TRUE), character())
+  expect_identical(grep("^python\\.builtin\\.", class(error), value = TRUE)[1],
+                   "python.builtin.ValueError")
+  message <- conditionMessage(error)
+  expect_true(startsWith(message, "`padding` must be"), label = message)
+  expect_no_match(message, "ValueError|py_last_error|\033\\[")
+  expect_identical(error$call[[1]], quote(layer_conv_3d_reparameterization))
+  # Either class catches it, as R users and reticulate users write handlers.
+  expect_identical(
+    tryCatch(layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "causal"),
+             python.builtin.ValueError = function(e) "caught as python.builtin.ValueError"),
+    "caught as python.builtin.ValueError"
+  )
+  expect_error(layer_conv_3d_reparameterization(filters = 2, kernel_size = 3, padding = "causal"),
+               "^`padding` must be", class = "tfprobr_value_error")
+  # An error R raises itself (before Python) has no Python class, and no empty one.
+  error <- tryCatch(layer_conv_3d_reparameterization(filters = 0, kernel_size = 3),
+                    error = identity)
+  expect_identical(class(error), c("tfprobr_value_error", "tfprobr_error", "error", "condition"))
+})
+
+test_that("every tfprobr error class names an exception type", {
+  skip_if_no_python()
+  # Errors of other Python types: a TypeError (an argument the layer does not
+  # take) and an error from a bad object to compose with.
+  for (case in bad_inputs) {
+    error <- tryCatch(do.call(layer_conv_3d_reparameterization, case[[1]]), error = identity)
+    expect_identical(grep("^tfprobr__|^tfprobr_error_error$", class(error), value = TRUE),
+                     character())
+    python <- grep("^python\\.builtin\\.[A-Za-z]+(Error|Exception)$", class(error), value = TRUE)
+    if (length(python)) {
+      type <- tolower(sub("(Error|Exception)$", "", sub("^python\\.builtin\\.", "", python[1])))
+      expect_identical(class(error)[1], paste0("tfprobr_", type, "_error"))
+    }
+  }
 })

@@ -4,9 +4,11 @@
 # (tests/test_usage_patterns.py) read too; every row marked r = "yes" has an R
 # builder below, keyed by its pattern name, and a row without one fails.
 #
-# Each builder runs its pattern as a Keras user writes it with `keras$...`,
-# then check_case() asserts, for that model: training with tfprobr's fit()
-# moves every posterior variable; predict and evaluate give finite numbers of
+# Each builder runs its pattern as an R user writes it with keras3 (and the R
+# tensorflow package for tf.function, strategies and tf.saved_model; `keras$`
+# or a model's own method only where keras3 has no function), then
+# check_case() asserts, for that model: training with keras3's fit() moves
+# every posterior variable; predict and evaluate give finite numbers of
 # the right shape; predict_mc() gives a mean and a standard deviation of the
 # right shape, every standard deviation > 0; one eager call adds exactly one
 # KL loss per Bayesian layer call, equal to the analytic KL of the layer's own
@@ -23,8 +25,6 @@
 # R closures cannot run on a MirroredStrategy replica thread (see
 # runs_on_replica_threads()): that one case runs in a child R process.
 
-`%as%` <- reticulate::`%as%`
-
 n_examples <- 4L   # examples of 6 x 6 x 6 x 1
 n_outputs <- 2L
 n_draws <- 200L    # Monte Carlo draws when comparing two predictive means
@@ -33,8 +33,6 @@ usage_patterns <- function() {
   utils::read.csv(test_path("fixtures", "usage_patterns.csv"), stringsAsFactors = FALSE,
                   colClasses = "character")
 }
-
-tensorflow <- function() reticulate::import("tensorflow")
 
 # The two kinds of fns. "r_closures" replaces the four kernel fns with R
 # functions (the documented defaults, written in R); each counts its calls, so
@@ -87,18 +85,18 @@ bayes <- function(object = NULL, fns) {
 # built (the first batch's size; Keras's own Conv3D does the same).
 head_layers <- function(pooling = "average", output_dtype = NULL) {
   pool <- switch(pooling,
-                 max = list(keras$layers$MaxPooling3D(), keras$layers$Flatten()),
-                 average = list(keras$layers$GlobalAveragePooling3D()))
-  c(pool, list(keras$layers$Dense(n_outputs, dtype = output_dtype)))
+                 max = list(layer_max_pooling_3d(), layer_flatten()),
+                 average = list(layer_global_average_pooling_3d()))
+  c(pool, list(layer_dense(units = n_outputs, dtype = output_dtype)))
 }
 
-# A Sequential model without an Input: Keras builds it on its first call.
+# A Sequential model without an input shape: Keras builds it on its first call.
 sequential <- function(fns, ...) {
-  keras$Sequential(c(list(bayes(fns = fns)), head_layers(...)))
+  keras_model_sequential(layers = c(list(bayes(fns = fns)), head_layers(...)))
 }
 
 compile_model <- function(model, ...) {
-  model$compile(optimizer = keras$optimizers$Adam(0.01), loss = "mse", ...)
+  compile(model, optimizer = optimizer_adam(0.01), loss = "mse", ...)
 }
 
 example_data <- function(two_inputs = FALSE) {
@@ -128,12 +126,12 @@ bayesian_layers <- function(model) {
   found
 }
 
-# The Bayesian layers' weights (get_weights()), named by variable name.
+# The Bayesian layers' weights (keras3's get_weights()), named by variable name.
 posterior_values <- function(model) {
   values <- list()
   for (layer in bayesian_layers(model)) {
     names <- vapply(layer$weights, function(w) w$name, "")
-    values[names] <- layer$get_weights()
+    values[names] <- get_weights(layer)
   }
   values
 }
@@ -160,7 +158,7 @@ check_case <- function(case) {
   fns <- case$fns
   closures <- length(fns) > 0
 
-  # Training with tfprobr's fit(), unless the builder trained already. For a
+  # Training with keras3's fit(), unless the builder trained already. For a
   # model that fit() itself builds, the first values exist after the first
   # step: compare those with the values after the last (five steps later).
   before <- case$before
@@ -168,13 +166,13 @@ check_case <- function(case) {
     if (all_built(model)) {
       before <- posterior_values(model)
     }
-    first_step <- keras$callbacks$LambdaCallback(on_train_batch_end = function(batch, logs) {
+    first_step <- callback_lambda(on_train_batch_end = function(batch, logs) {
       if (is.null(before)) before <<- posterior_values(model)
     })
     if (!model$compiled) compile_model(model)
     history <- fit(model, x, y, epochs = 3, batch_size = 2, verbose = 0,
                    callbacks = list(first_step))
-    losses <- unlist(history$history$loss)
+    losses <- history$metrics$loss
     expect_length(losses, 3L)
     expect_true(all(is.finite(losses)))
   }
@@ -189,13 +187,13 @@ check_case <- function(case) {
   expect_true(all(vapply(layer$weights, function(w) w$dtype == "float32", TRUE)))
 
   # predict, evaluate and predict_mc on the trained model.
-  predictions <- model$predict(x, verbose = 0L)
+  predictions <- predict(model, x, verbose = 0)
   expect_equal(dim(predictions), c(n_examples, n_outputs))
   expect_true(all(is.finite(predictions)))
   if (!model$compiled) compile_model(model)
-  evaluation <- model$evaluate(x, y, verbose = 0L)
-  expect_length(evaluation, 1L)
-  expect_true(is.finite(evaluation))
+  evaluation <- evaluate(model, x, y, verbose = 0)
+  expect_named(evaluation, "loss")
+  expect_true(is.finite(evaluation$loss))
   mc <- predict_mc(model, x, n_samples = n_draws)
   expect_equal(dim(mc$mean), c(n_examples, n_outputs))
   expect_equal(dim(mc$stddev), c(n_examples, n_outputs))
@@ -204,13 +202,13 @@ check_case <- function(case) {
   # One eager call: exactly one KL term per Bayesian layer call, the analytic
   # KL of the layer's own distributions (the R closure divides it by n).
   outputs <- model(x)
-  expect_equal(unlist(outputs$shape$as_list()), c(n_examples, n_outputs))
+  expect_equal(dim(outputs), c(n_examples, n_outputs))
   losses <- model$losses
   expect_length(losses, case$kl_calls)
-  kl <- tfd_kl_divergence(layer$kernel_posterior, layer$kernel_prior)$numpy() /
+  kl <- as.numeric(tfd_kl_divergence(layer$kernel_posterior, layer$kernel_prior)) /
     (attr(fns, "kl_scale") %||% 1)
   for (loss in losses) {
-    expect_equal(loss$numpy(), kl, tolerance = 1e-5)
+    expect_equal(as.numeric(loss), kl, tolerance = 1e-5)
   }
   expect_gt(kl, 0)
   if (closures) {
@@ -225,11 +223,11 @@ check_case <- function(case) {
   invisible(case)
 }
 
-save_model <- function(case, path) {
+save_case <- function(case, path) {
   if (is.null(case$strategy)) {
-    case$model$save(path)
+    save_model(case$model, path)
   } else {
-    with(case$strategy$scope(), case$model$save(path))
+    with(case$strategy$scope(), save_model(case$model, path))
   }
 }
 
@@ -239,11 +237,11 @@ check_keras_save <- function(case, mc) {
   if (length(case$fns)) {
     # The documented behaviour: R functions cannot be serialised, and saving
     # says which argument holds one (the first R closure, in argument order).
-    expect_error(save_model(case, path), "`kernel_posterior_fn` cannot be saved", fixed = TRUE)
+    expect_error(save_case(case, path), "`kernel_posterior_fn` cannot be saved", fixed = TRUE)
     return(invisible())
   }
-  save_model(case, path)
-  loaded <- keras$models$load_model(path)
+  save_case(case, path)
+  loaded <- load_model(path)
   saved <- posterior_values(case$model)
   restored <- posterior_values(loaded)
   expect_identical(restored, saved)
@@ -256,15 +254,14 @@ check_keras_save <- function(case, mc) {
 # TF serving: tf$saved_model$save exports traced graphs (no fns are stored), so
 # it works with R closures too, and the served graph never calls back into R.
 check_tf_saved_model <- function(case, mc) {
-  tf <- tensorflow()
   directory <- tempfile()
   on.exit(unlink(directory, recursive = TRUE), add = TRUE)
   tf$saved_model$save(case$model, directory)
   served <- tf$saved_model$load(directory)
   serve <- served$signatures[["serving_default"]]
   calls <- if (length(case$fns)) closure_calls(case$fns)
-  input <- tf$constant(case$x, dtype = "float32")
-  draws <- vapply(seq_len(n_draws), function(i) serve(input)[["output_0"]]$numpy(),
+  input <- as_tensor(case$x, dtype = "float32")
+  draws <- vapply(seq_len(n_draws), function(i) as.array(serve(input)[["output_0"]]),
                   matrix(0, n_examples, n_outputs))
   expect_true(all(is.finite(draws)))
   # Still Bayesian: every output varies between calls.
@@ -274,7 +271,7 @@ check_tf_saved_model <- function(case, mc) {
   # The served graph reads the trained posterior variables.
   captured <- list()
   for (variable in serve$variables) {
-    captured[[sub(":0$", "", basename(variable$name))]] <- variable$numpy()
+    captured[[sub(":0$", "", basename(variable$name))]] <- as.array(variable)
   }
   values <- posterior_values(case$model)
   expect_identical(captured[names(values)], values)
@@ -292,15 +289,15 @@ first_action <- function(action, pooling = "average") {
     data <- example_data()
     model <- sequential(fns, pooling = pooling)
     if (action == "predict") {
-      predictions <- model$predict(data$x, verbose = 0L)
+      predictions <- predict(model, data$x, verbose = 0)
       expect_equal(dim(predictions), c(n_examples, n_outputs))
       expect_true(all(is.finite(predictions)))
     } else if (action == "evaluate") {
       compile_model(model)
-      expect_true(is.finite(model$evaluate(data$x, data$y, verbose = 0L)))
+      expect_true(is.finite(evaluate(model, data$x, data$y, verbose = 0)$loss))
     } else if (action == "call") {
       outputs <- model(data$x)
-      expect_equal(unlist(outputs$shape$as_list()), c(n_examples, n_outputs))
+      expect_equal(dim(outputs), c(n_examples, n_outputs))
       expect_length(model$losses, 1L)
     } else if (action == "predict_mc") {
       mc <- predict_mc(model, data$x, n_samples = 5)
@@ -315,8 +312,8 @@ first_action <- function(action, pooling = "average") {
 mixed_precision <- function(policy) {
   force(policy)
   function(fns) {
-    keras$mixed_precision$set_dtype_policy(policy)
-    on.exit(keras$mixed_precision$set_dtype_policy("float32"), add = TRUE)
+    config_set_dtype_policy(policy)
+    on.exit(config_set_dtype_policy("float32"), add = TRUE)
     # As Keras's mixed precision guide advises: outputs in float32.
     model <- sequential(fns, output_dtype = "float32")
     compile_model(model)
@@ -330,31 +327,31 @@ builders <- list(
   sequential_evaluate_first = first_action("evaluate"),
 
   custom_train_step = function(fns) {
-    tf <- tensorflow()
     data <- example_data()
     model <- sequential(fns)
-    optimizer <- keras$optimizers$Adam(0.01)
+    optimizer <- optimizer_adam(0.01)
     traces <- 0L
-    # An R function traced by tf.function: the unbuilt model is built inside
-    # the trace, by its first call.
-    step <- tf$`function`(function(x, y) {
+    # An R function traced by tf.function (the R tensorflow package's
+    # tf_function()): the unbuilt model is built inside the trace, by its
+    # first call.
+    step <- tf_function(function(x, y) {
       traces <<- traces + 1L
       with(tf$GradientTape() %as% tape, {
         outputs <- model(x, training = TRUE)
-        loss <- tf$reduce_mean(tf$square(outputs - y)) + tf$add_n(model$losses)
+        loss <- tf$reduce_mean((outputs - y)^2) + tf$add_n(model$losses)
       })
       variables <- model$trainable_variables
       gradients <- tape$gradient(loss, variables)
       optimizer$apply(gradients, variables)
       loss
     })
-    x <- tf$constant(data$x, dtype = "float32")
-    y <- tf$constant(data$y, dtype = "float32")
-    losses <- step(x, y)$numpy()
+    x <- as_tensor(data$x, dtype = "float32")
+    y <- as_tensor(data$y, dtype = "float32")
+    losses <- as.numeric(step(x, y))
     expect_true(model$built)
     before <- posterior_values(model)
     traced <- traces
-    for (i in 1:4) losses <- c(losses, step(x, y)$numpy())
+    for (i in 1:4) losses <- c(losses, as.numeric(step(x, y)))
     expect_true(all(is.finite(losses)))
     expect_identical(traces, traced)  # one graph, reused for every step
     check_case(new_case(model, fns, data, before = before))
@@ -363,8 +360,8 @@ builders <- list(
   predict_mc_unbuilt = first_action("predict_mc"),
 
   input_first = function(fns) {
-    model <- keras$Sequential(c(list(keras$Input(shape = c(6L, 6L, 6L, 1L)), bayes(fns = fns)),
-                                head_layers()))
+    model <- keras_model_sequential(input_shape = c(6, 6, 6, 1),
+                                    layers = c(list(bayes(fns = fns)), head_layers()))
     expect_true(model$built)
     compile_model(model)
     check_case(new_case(model, fns, example_data()))
@@ -374,7 +371,7 @@ builders <- list(
 
   model_build = function(fns) {
     model <- sequential(fns)
-    model$build(list(NULL, 6L, 6L, 6L, 1L))
+    model$build(list(NULL, 6L, 6L, 6L, 1L))  # keras3 has no build() function
     expect_true(model$built)
     expect_equal(unlist(model$output_shape), n_outputs)
     compile_model(model)
@@ -382,36 +379,38 @@ builders <- list(
   },
 
   functional = function(fns) {
-    inputs <- keras$Input(shape = c(6L, 6L, 6L, 1L))
+    inputs <- keras_input(shape = c(6, 6, 6, 1))
     outputs <- inputs %>%
       bayes(fns = fns) %>%
-      add_layer(keras$layers$GlobalAveragePooling3D()) %>%
-      add_layer(keras$layers$Dense(n_outputs))
-    model <- keras$Model(inputs, outputs)
+      layer_global_average_pooling_3d() %>%
+      layer_dense(n_outputs)
+    model <- keras_model(inputs, outputs)
     compile_model(model)
     check_case(new_case(model, fns, example_data()))
   },
 
   nested = function(fns) {
-    inner <- keras$Sequential(list(bayes(fns = fns), keras$layers$GlobalAveragePooling3D()))
-    model <- keras$Sequential(list(inner, keras$layers$Dense(n_outputs)))
+    inner <- keras_model_sequential(layers = list(bayes(fns = fns),
+                                                  layer_global_average_pooling_3d()))
+    model <- keras_model_sequential(layers = list(inner, layer_dense(units = n_outputs)))
     compile_model(model)
     check_case(new_case(model, fns, example_data()))
   },
 
   shared_layer = function(fns) {
     shared <- bayes(fns = fns)
-    first <- keras$Input(shape = c(6L, 6L, 6L, 1L))
-    second <- keras$Input(shape = c(6L, 6L, 6L, 1L))
-    pool <- keras$layers$GlobalAveragePooling3D()
-    merged <- keras$layers$Concatenate()(list(pool(shared(first)), pool(shared(second))))
-    model <- keras$Model(list(first, second), keras$layers$Dense(n_outputs)(merged))
+    first <- keras_input(shape = c(6, 6, 6, 1))
+    second <- keras_input(shape = c(6, 6, 6, 1))
+    pool <- layer_global_average_pooling_3d()
+    outputs <- layer_concatenate(list(pool(shared(first)), pool(shared(second)))) |>
+      layer_dense(n_outputs)
+    model <- keras_model(list(first, second), outputs)
     compile_model(model)
     check_case(new_case(model, fns, example_data(two_inputs = TRUE), kl_calls = 2L))
   },
 
   mirrored_deferred = function(fns) {
-    strategy <- tensorflow()$distribute$MirroredStrategy(list("/cpu:0"))
+    strategy <- tf$distribute$MirroredStrategy(list("/cpu:0"))
     with(strategy$scope(), {
       model <- sequential(fns)
       compile_model(model)
@@ -438,7 +437,7 @@ builders <- list(
 )
 
 run_case <- function(pattern, kind) {
-  set_random_seed(20261130)
+  keras3::set_random_seed(20261130)
   builders[[pattern]](make_fns(kind))
 }
 
@@ -451,17 +450,17 @@ run_case <- function(pattern, kind) {
 # (the main thread it would hand the call to is blocked waiting for the
 # replica), and handing the call over with merge_call would hide it from the
 # replica's gradient tape. So tfprobr wraps every R fn: off the main thread it
-# raises an error naming the argument. Such cases run in a child R process,
-# so that a regression that aborts R cannot take the test run down with it.
+# raises an error naming the argument (with reticulate 1.46 and keras3's fit(),
+# that error is what the child below reports). Such cases run in a child R
+# process, so that a regression that aborts R cannot take the test run down
+# with it.
 runs_on_replica_threads <- function(pattern, kind) {
   kind == "r_closures" && pattern == "mirrored_deferred"
 }
 
 run_case_in_child <- function(pattern, kind) {
-  script <- tempfile(fileext = ".R")
-  on.exit(unlink(script), add = TRUE)
-  writeLines(c(
-    "suppressMessages({library(testthat); library(tfprobr)})",
+  rscript(c(
+    "suppressMessages({library(testthat); library(keras3); library(tensorflow); library(tfprobr)})",
     "env <- new.env()",
     sprintf("sys.source(%s, env)", deparse(normalizePath(test_path("helper-python.R")))),
     "env$test_that <- function(desc, code) invisible(NULL)",
@@ -470,11 +469,7 @@ run_case_in_child <- function(pattern, kind) {
     sprintf("outcome <- tryCatch({env$run_case(%s, %s); 'CASE PASSED'},", deparse(pattern), deparse(kind)),
     "  error = function(e) paste('CASE ERROR:', conditionMessage(e)))",
     "cat(outcome, '\\nSESSION ALIVE\\n')"
-  ), script)
-  output <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", script),
-                                     stdout = TRUE, stderr = TRUE))
-  paste(grep("^(I0000|E0000|W0000|WARNING: All log)", output, value = TRUE, invert = TRUE),
-        collapse = "\n")
+  ))
 }
 
 fn_kinds <- c(defaults = "the default fns", r_closures = "R closures for the kernel fns")
@@ -522,7 +517,7 @@ for (row in seq_len(nrow(patterns_table))) {
         return()
       }
       run_case(pattern, kind)
-      expect_equal(keras$mixed_precision$dtype_policy()$name, "float32")
+      expect_equal(config_dtype_policy()$name, "float32")
     })
   }
 }

@@ -1,0 +1,5 @@
+# The documented defaults, such as `function(d) d %>% tfd_sample()`, are
+# evaluated in this namespace: magrittr's pipe is imported, not exported
+# (keras3 exports the same pipe; exporting it again would mask keras3's).
+#' @importFrom magrittr %>%
+NULL
