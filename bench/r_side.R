@@ -10,7 +10,7 @@
 #   Rscript bench/r_side.R [rounds] [calls]
 
 args <- commandArgs(trailingOnly = TRUE)
-rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 15L
+rounds <- if (length(args) >= 1) as.integer(args[[1]]) else 31L
 calls <- if (length(args) >= 2) as.integer(args[[2]]) else 200L
 examples <- 512L
 
@@ -121,16 +121,26 @@ for (label in names(variants)) {
     proc.time()[["elapsed"]] - started
   }
   x_as_r_passes_it <- reticulate::r_to_py(x_r)  # float64, column-major, shares R's memory
+  # keras3's fit() given NumPy arrays: what fit from R costs beyond converting
+  # R's arrays (which keras3 copies into C-ordered float32 arrays every call).
+  fit_numpy_in_r <- function() {
+    started <- proc.time()[["elapsed"]]
+    fit(model, x_py, y_py, epochs = 1, batch_size = 16, verbose = 0)
+    proc.time()[["elapsed"]] - started
+  }
   fits <- interleave(list(
     R = fit_in_r,
     Python = function() main$fit(model, x_py, y_py),
-    python_r_array = function() main$fit(model, x_as_r_passes_it, y_py)
+    python_r_array = function() main$fit(model, x_as_r_passes_it, y_py),
+    r_numpy = fit_numpy_in_r
   ))
   measure <- sprintf("one epoch of fit, %d x 16^3, %s", examples, label)
   rows <- c(rows, list(row(measure, "R", fits$R, fits$Python),
                        row(measure, "Python", fits$Python, fits$Python),
                        row(measure, "Python, given R's float64 column-major array",
-                           fits$python_r_array, fits$Python)))
+                           fits$python_r_array, fits$Python),
+                       row(measure, "R, keras3's fit() given NumPy arrays", fits$r_numpy,
+                           fits$Python)))
 }
 
 columns <- list(
