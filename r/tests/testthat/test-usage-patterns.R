@@ -321,8 +321,47 @@ mixed_precision <- function(policy) {
   }
 }
 
+# A subclassed model, as keras3 makes one: the Bayesian layer and the head
+# are attributes, call() chains them. Its config holds the Bayesian layer's
+# (as Keras asks of a model whose constructor takes arguments), so saving
+# serialises the layer's fns; registered, so that load_model() knows the class.
+subclassed_model_class <- function() {
+  if (is.null(.subclassed$class)) {
+    .subclassed$class <- register_keras_serializable(new_model_class(
+      "TfprobrSubclassed",
+      initialize = function(bayes_layer, ...) {
+        super$initialize(...)
+        if (!inherits(bayes_layer, "keras.src.layers.layer.Layer")) {
+          bayes_layer <- deserialize_keras_object(bayes_layer)  # from_config()
+        }
+        self$bayes <- bayes_layer
+        head <- head_layers()
+        self$pool <- head[[1]]
+        self$dense <- head[[2]]
+      },
+      call = function(inputs) {
+        inputs |> self$bayes() |> self$pool() |> self$dense()
+      },
+      get_config = function() {
+        config <- super$get_config()
+        config$bayes_layer <- serialize_keras_object(self$bayes)
+        config
+      }
+    ), package = "tfprobr_tests")
+  }
+  .subclassed$class
+}
+.subclassed <- new.env()
+
 builders <- list(
   sequential_fit_first = first_action("fit", pooling = "max"),
+
+  subclassed_model = function(fns) {
+    model <- subclassed_model_class()(bayes_layer = bayes(fns = fns))
+    expect_false(model$built)  # fit() builds it, in Keras's symbolic pass first
+    compile_model(model)
+    check_case(new_case(model, fns, example_data()))
+  },
   sequential_predict_first = first_action("predict"),
   sequential_evaluate_first = first_action("evaluate"),
 
