@@ -20,7 +20,7 @@ DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-testthat \
 # R's current TensorFlow stack, from the local CRAN-like repository beside the
 # project when there is one (CRAN cannot be reached here), else the user's CRAN.
 R_STACK := reticulate=1.42 tensorflow=2.16 keras3=1.5
-R_CRAN := $(abspath ../shared/r-cran)
+R_CRAN ?= $(abspath ../shared/r-cran)
 R_STACK_STAMP := $(VENV)/.r-stack-installed
 R_STAMP := $(VENV)/.tfprobr-r-installed
 R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd)

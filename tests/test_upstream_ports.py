@@ -228,6 +228,28 @@ def posterior_mean(distribution):
 # --------------------------------------------------------------------------
 
 
+def run_harness(test, init_kwargs, trainable, seed_generators, losses, **shapes_or_data):
+    """Keras's ``run_layer_test`` on the layer, with every check on.
+
+    Counts: ``trainable`` weights (none non-trainable), ``seed_generators``,
+    and ``losses`` per call; the layer never supports masking. The rest
+    (``input_shape`` and ``expected_output_shape``, or ``input_data`` and
+    ``expected_output``) passes through.
+    """
+    test.run_layer_test(
+        Conv3DReparameterization,
+        init_kwargs=init_kwargs,
+        expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=seed_generators,
+        expected_num_losses=losses,
+        supports_masking=False,
+        run_training_check=True,
+        run_mixed_precision_check=True,
+        **shapes_or_data,
+    )
+
+
 class TFPKerasLayerTest(keras_testing.TestCase):
     """Port of TFP's ``testKerasLayerConvolution3DReparameterization``.
 
@@ -257,20 +279,16 @@ class TFPKerasLayerTest(keras_testing.TestCase):
         if data_format == "channels_first":
             input_shape = channels_last_to_first(input_shape)
             output_shape = channels_last_to_first(output_shape)
-        self.run_layer_test(
-            Conv3DReparameterization,
-            init_kwargs=self._kwargs(data_format, kernel_posterior_fn),
+        # The posterior fn makes no variables and there is no bias: no
+        # weights; no kernel prior and no bias: no divergence at all.
+        run_harness(
+            self,
+            self._kwargs(data_format, kernel_posterior_fn),
+            trainable=0,
+            seed_generators=0,
+            losses=0,
             input_shape=input_shape,
             expected_output_shape=output_shape,
-            # The posterior fn makes no variables, and there is no bias.
-            expected_num_trainable_weights=0,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=0,
-            # No kernel prior and no bias: no divergence at all.
-            expected_num_losses=0,
-            supports_masking=False,
-            run_training_check=True,
-            run_mixed_precision_check=True,
         )
 
     @parameterized.named_parameters(
@@ -732,18 +750,14 @@ class KerasLayerHarnessTest(keras_testing.TestCase):
 
     @parameterized.named_parameters(*HARNESS_CASES)
     def test_run_layer_test(self, init_kwargs, input_shape, output_shape):
-        self.run_layer_test(
-            Conv3DReparameterization,
-            init_kwargs=init_kwargs,
+        run_harness(
+            self,
+            init_kwargs,
+            trainable=3,
+            seed_generators=1,
+            losses=1,
             input_shape=input_shape,
             expected_output_shape=output_shape,
-            expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=1,
-            expected_num_losses=1,
-            supports_masking=False,
-            run_training_check=True,
-            run_mixed_precision_check=True,
         )
 
     @parameterized.named_parameters(
@@ -774,9 +788,9 @@ class KerasLayerHarnessTest(keras_testing.TestCase):
             bias,
             data_format,
         )
-        self.run_layer_test(
-            Conv3DReparameterization,
-            init_kwargs=dict(
+        run_harness(
+            self,
+            dict(
                 filters=filters,
                 kernel_size=kernel_size,
                 padding="same",
@@ -794,15 +808,11 @@ class KerasLayerHarnessTest(keras_testing.TestCase):
                     ),
                 ),
             ),
+            trainable=3,
+            seed_generators=0,
+            losses=1,
             input_data=input_data,
             expected_output=expected,
-            expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=0,
-            expected_num_losses=1,
-            supports_masking=False,
-            run_training_check=True,
-            run_mixed_precision_check=True,
         )
 
 
@@ -964,16 +974,14 @@ class KerasConv3DTest(keras_testing.TestCase):
         Bayesian layer has 3 (kernel loc and scale, bias loc) and adds the
         kernel KL. No seed: the harness compares no values across calls.
         """
-        self.run_layer_test(
-            Conv3DReparameterization,
-            init_kwargs=init_kwargs,
+        run_harness(
+            self,
+            init_kwargs,
+            trainable=3,
+            seed_generators=0,
+            losses=1,
             input_shape=input_shape,
             expected_output_shape=output_shape,
-            expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=0,
-            expected_num_losses=1,
-            supports_masking=False,
         )
 
     @parameterized.named_parameters(*KERAS_CONV3D_BASIC)

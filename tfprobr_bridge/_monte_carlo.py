@@ -23,8 +23,7 @@ class _TracedCache:
     """
 
     def __init__(self):
-        self.structure = None
-        self.parts = ()
+        self.parts = None
         self.functions = {}
 
 
@@ -148,10 +147,10 @@ def _traced_function(model, x, return_samples):
         except (AttributeError, TypeError):
             return _trace(model, x, return_samples)  # Cannot hold a cache: trace anew.
     parts = _parts(model)
-    structure = tuple(id(part) for part in parts)
-    if structure != cache.structure:
-        # The cache holds the parts, so their ids cannot be reused meanwhile.
-        cache.structure, cache.parts, cache.functions = structure, parts, {}
+    # Compared by identity (a Keras variable's == is elementwise); the cache
+    # holds the parts, so their ids cannot be reused meanwhile.
+    if cache.parts is None or list(map(id, parts)) != list(map(id, cache.parts)):
+        cache.parts, cache.functions = parts, {}
     if key not in cache.functions:
         cache.functions[key] = _trace(model, x, return_samples)
     return cache.functions[key]
