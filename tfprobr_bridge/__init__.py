@@ -1,4 +1,4 @@
-"""TensorFlow Probability's Bayesian 3-D convolution, on Keras 3, for R and Python.
+"""TensorFlow Probability's variational layers (Bayesian convolutions and dense layers), on Keras 3, for R and Python.
 
 The public surface is ``__all__``; everything else lives in private modules.
 """
@@ -16,7 +16,27 @@ if keras.backend.backend() != "tensorflow":
         "KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from tfprobr_bridge._conv3d import Conv3DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv1DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv2DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv3DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv1DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Conv2DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Conv3DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Conv1DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv2DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Conv3DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution1DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution2DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution3DReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution1DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Convolution2DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Convolution3DFlipout  # noqa: E402
+from tfprobr_bridge._conv import Convolution1DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution2DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._conv import Convolution3DLocalReparameterization  # noqa: E402
+from tfprobr_bridge._dense import DenseReparameterization  # noqa: E402
+from tfprobr_bridge._dense import DenseFlipout  # noqa: E402
+from tfprobr_bridge._dense import DenseLocalReparameterization  # noqa: E402
 from tfprobr_bridge._datasets import load_mni152_tissue  # noqa: E402
 from tfprobr_bridge._defaults import MeanFieldNormal  # noqa: E402
 from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
@@ -26,7 +46,19 @@ from tfprobr_bridge._defaults import ScaledKLDivergence  # noqa: E402
 from tfprobr_bridge._defaults import sample  # noqa: E402
 from tfprobr_bridge._defaults import scaled_kl_divergence_fn  # noqa: E402
 from tfprobr_bridge._factory import add_layer  # noqa: E402
+from tfprobr_bridge._factory import create_layer  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_1d_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_2d_reparameterization  # noqa: E402
 from tfprobr_bridge._factory import layer_conv_3d_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_1d_flipout  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_2d_flipout  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_3d_flipout  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_1d_local_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_2d_local_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_conv_3d_local_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_dense_reparameterization  # noqa: E402
+from tfprobr_bridge._factory import layer_dense_flipout  # noqa: E402
+from tfprobr_bridge._factory import layer_dense_local_reparameterization  # noqa: E402
 from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
 from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wraps R fns with it
@@ -34,15 +66,47 @@ from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wrap
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv1DFlipout",
+    "Conv1DLocalReparameterization",
+    "Conv1DReparameterization",
+    "Conv2DFlipout",
+    "Conv2DLocalReparameterization",
+    "Conv2DReparameterization",
+    "Conv3DFlipout",
+    "Conv3DLocalReparameterization",
     "Conv3DReparameterization",
+    "Convolution1DFlipout",
+    "Convolution1DLocalReparameterization",
+    "Convolution1DReparameterization",
+    "Convolution2DFlipout",
+    "Convolution2DLocalReparameterization",
+    "Convolution2DReparameterization",
+    "Convolution3DFlipout",
+    "Convolution3DLocalReparameterization",
+    "Convolution3DReparameterization",
+    "DenseFlipout",
+    "DenseLocalReparameterization",
+    "DenseReparameterization",
     "LayerStack",
     "MeanFieldNormal",
     "ScaledKLDivergence",
     "add_layer",
+    "create_layer",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
     "kl_divergence_fn",
+    "layer_conv_1d_flipout",
+    "layer_conv_1d_local_reparameterization",
+    "layer_conv_1d_reparameterization",
+    "layer_conv_2d_flipout",
+    "layer_conv_2d_local_reparameterization",
+    "layer_conv_2d_reparameterization",
+    "layer_conv_3d_flipout",
+    "layer_conv_3d_local_reparameterization",
     "layer_conv_3d_reparameterization",
+    "layer_dense_flipout",
+    "layer_dense_local_reparameterization",
+    "layer_dense_reparameterization",
     "load_mni152_tissue",
     "predict_mc",
     "sample",

@@ -223,15 +223,17 @@ def sampling_seed(generator):
 def sample(distribution):
     """A tensor fn: one draw from ``distribution`` (TFP's ``lambda d: d.sample()``).
 
-    For the default posteriors (an ``Independent`` wrapping a ``Normal`` or a
-    ``Deterministic``) the draw is made directly, ``loc + scale * eps`` with
+    For the default posteriors (a ``Normal`` or a ``Deterministic``, or an
+    ``Independent`` wrapping one) the draw is made directly, ``loc + scale * eps`` with
     ``eps ~ N(0, 1)`` (or ``loc``): the same reparameterized sample TFP draws,
     with fewer graph ops on the training step's hot path. Any other
     distribution is sampled by TFP. Inside a layer built with ``seed=``, draws
     come from that layer's own seed generator, so they repeat run after run.
     """
     generator = _SAMPLING_SEED.get()
-    inner = distribution.distribution if isinstance(distribution, tfd.Independent) else None
+    inner = (
+        distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
+    )
     if type(inner) is tfd.Deterministic:
         return tf.convert_to_tensor(inner.loc)
     if type(inner) is tfd.Normal:

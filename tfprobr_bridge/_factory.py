@@ -1,22 +1,25 @@
-"""The R-shaped factory ``layer_conv_3d_reparameterization``.
+"""One R-shaped factory for every layer of the family: ``create_layer``.
 
 It takes arguments as an R user writes them (and as reticulate delivers them:
 ``2.0`` for 2, lists or 1-d arrays for vectors, None for NULL), builds the
 layer, and composes it with ``object`` the way R keras's ``layer_*`` functions
 do. Keras 3 objects get this package's layer; legacy ``tf_keras`` objects get
-TFP's own ``Convolution3DReparameterization``, which is what they can hold.
+TFP's own class of the same estimator and rank, where TFP has one.
+
+Each ``layer_*`` function is ``create_layer`` with a class: a row of the table
+at the end of this file.
 """
 
+import inspect
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprobr_bridge import _base_conv
+from tfprobr_bridge import _conv
+from tfprobr_bridge import _dense
 from tfprobr_bridge import _validation
-from tfprobr_bridge._base_conv import DEFAULT_FNS
-from tfprobr_bridge._conv3d import Conv3DReparameterization
 from tfprobr_bridge._stack import LayerStack
 
 _ACCEPTED_OBJECTS = (
@@ -24,32 +27,18 @@ _ACCEPTED_OBJECTS = (
     "a tf.Tensor or a numpy array (or a tf_keras Sequential model or tensor)"
 )
 
+# What a required argument is, for the error when it is missing.
+_REQUIRED = {
+    "filters": "a positive integer, the number of output channels",
+    "units": "a positive integer, the number of output features",
+    "kernel_size": "a positive integer or a list of 1 or {rank} positive integers",
+}
 
-def layer_conv_3d_reparameterization(
-    object=None,  # noqa: A002 -- the R API's name; R users pipe into it.
-    filters=None,
-    kernel_size=None,
-    strides=1,
-    padding="valid",
-    data_format="channels_last",
-    dilation_rate=1,
-    activation=None,
-    activity_regularizer=None,
-    trainable=True,
-    kernel_posterior_fn=DEFAULT_FNS["kernel_posterior_fn"],
-    kernel_posterior_tensor_fn=DEFAULT_FNS["kernel_posterior_tensor_fn"],
-    kernel_prior_fn=DEFAULT_FNS["kernel_prior_fn"],
-    kernel_divergence_fn=DEFAULT_FNS["kernel_divergence_fn"],
-    bias_posterior_fn=DEFAULT_FNS["bias_posterior_fn"],
-    bias_posterior_tensor_fn=DEFAULT_FNS["bias_posterior_tensor_fn"],
-    bias_prior_fn=DEFAULT_FNS["bias_prior_fn"],
-    bias_divergence_fn=DEFAULT_FNS["bias_divergence_fn"],
-    **kwargs,
-):
-    """A Bayesian 3-D convolution layer, composed with ``object``.
 
-    The Python side of R's ``layer_conv_3d_reparameterization()``: same
-    arguments, order and defaults. What comes back depends on ``object``:
+def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
+    """Make a ``cls`` layer from R-shaped ``arguments`` and compose it with ``object``.
+
+    What comes back depends on ``object``:
 
     ================================  ===========================================
     ``object``                        result
@@ -59,62 +48,39 @@ def layer_conv_3d_reparameterization(
     ``keras.Sequential``              the same model, with the layer added
     Keras 3 symbolic tensor,          ``layer(object)``
     ``tf.Tensor``, numpy array
-    ``tf_keras`` Sequential or        the same, with TFP's own
-    tensor (legacy)                   ``Convolution3DReparameterization``
+    ``tf_keras`` Sequential or        the same, with TFP's own class of the
+    tensor (legacy)                   same estimator and rank
     ================================  ===========================================
 
     Args:
+        cls: A class of the family (``Conv2DFlipout``, ``DenseReparameterization``, ...).
         object: What to compose the layer with; see the table.
-        filters, kernel_size, strides, padding, data_format, dilation_rate,
-        activation, activity_regularizer, and the eight ``*_fn`` arguments: as
-            for :class:`Conv3DReparameterization`. Integers may be integral
-            floats; tuples may be lists or arrays of length 1 or 3.
-        trainable: Whether the layer's variables are updated in training.
-        **kwargs: Further Keras layer arguments: ``name``, ``dtype``, and
-            ``input_shape`` for a first layer.
-
-    Returns:
-        A layer, a ``LayerStack``, a model or a tensor, as the table says.
+        arguments: The layer's arguments by name, as a dict. Integers may be
+            integral floats; tuples may be lists or arrays. Keras layer
+            keywords (``name``, ``dtype``, ``input_shape``) that are None are
+            dropped, as R's NULL means "not given".
 
     Raises:
-        TypeError: ``object`` is none of the accepted kinds, or an argument
-            has the wrong type.
+        TypeError: ``object`` is none of the accepted kinds, a required
+            argument is missing, or an argument has the wrong type.
         ValueError: An argument has the right type but an invalid value.
     """
-    if filters is None:
-        raise TypeError(
-            "`filters` is required: a positive integer, the number of output "
-            "channels. Received: filters=None"
-        )
-    if kernel_size is None:
-        raise TypeError(
-            "`kernel_size` is required: a positive integer or a list of 1 or 3 "
-            "positive integers. Received: kernel_size=None"
-        )
-    arguments = dict(
-        filters=filters,
-        kernel_size=kernel_size,
-        strides=strides,
-        padding=padding,
-        data_format=data_format,
-        dilation_rate=dilation_rate,
-        activation=activation,
-        activity_regularizer=activity_regularizer,
-        trainable=_validation.boolean(trainable, "trainable"),
-        kernel_posterior_fn=kernel_posterior_fn,
-        kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,
-        kernel_prior_fn=kernel_prior_fn,
-        kernel_divergence_fn=kernel_divergence_fn,
-        bias_posterior_fn=bias_posterior_fn,
-        bias_posterior_tensor_fn=bias_posterior_tensor_fn,
-        bias_prior_fn=bias_prior_fn,
-        bias_divergence_fn=bias_divergence_fn,
-        **_layer_keywords(kwargs),
-    )
+    arguments = dict(arguments)
+    parameters = inspect.signature(cls).parameters
+    for name, parameter in parameters.items():
+        if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD:
+            if arguments.get(name) is None:
+                expected = _REQUIRED[name].format(rank=getattr(cls, "rank", 1))
+                raise TypeError(f"`{name}` is required: {expected}. Received: {name}=None")
+    keywords = {key: arguments.pop(key) for key in list(arguments) if key not in parameters}
+    if "trainable" in keywords or "trainable" in arguments:
+        value = keywords.pop("trainable", arguments.pop("trainable", True))
+        arguments["trainable"] = _validation.boolean(value, "trainable")
+    arguments.update(_layer_keywords(keywords))
     input_shape = arguments.pop("input_shape", None)
 
     if _is_legacy(object):
-        return _compose_legacy(object, arguments)
+        return _compose_legacy(cls, object, arguments, input_shape)
     if not (object is None or _is_keras3_target(object)):
         raise TypeError(
             f"`object` must be {_ACCEPTED_OBJECTS}. "
@@ -125,8 +91,8 @@ def layer_conv_3d_reparameterization(
             # Keras advises Input() over input_shape=, but a first layer made on
             # its own (R: missing object) has nowhere else to carry the shape.
             warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
-            return Conv3DReparameterization(**arguments, input_shape=input_shape)
-    layer = Conv3DReparameterization(**arguments)
+            return cls(**arguments, input_shape=input_shape)
+    layer = cls(**arguments)
     return add_layer(object, layer, input_shape=input_shape)
 
 
@@ -214,7 +180,7 @@ def _is_legacy(value):
     return type(value).__module__.split(".", 1)[0] == "tf_keras"
 
 
-def _compose_legacy(object, arguments):  # noqa: A002
+def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
     import tensorflow_probability as tfp
     import tf_keras
 
@@ -224,18 +190,29 @@ def _compose_legacy(object, arguments):  # noqa: A002
             f"symbolic tensor. Received: object={_short_repr(object)} of type "
             f"{type(object).__name__}"
         )
+    tfp_name = _TFP_CLASSES.get(cls)
+    if tfp_name is None:
+        raise TypeError(
+            f"TFP has no tf_keras counterpart of {cls.__name__} (its local "
+            "reparameterization exists for dense layers only), so a tf_keras `object` "
+            "cannot hold one. Use a Keras 3 model, or the Flipout or reparameterization "
+            f"layer. Received: object={_short_repr(object)} of type {type(object).__name__}"
+        )
+    tfp_class = getattr(tfp.layers, tfp_name)
     # Validate with this package's rules first, so both paths reject the same
     # input with the same message, then hand TFP the normalised values.
-    layer_keywords = {
-        key: arguments[key]
-        for key in arguments
-        if key not in _base_conv.FN_ARGUMENTS and key not in _CONV_ARGUMENTS
-    }
-    conv_arguments = {
-        key: arguments[key] for key in arguments if key not in layer_keywords
-    }
-    normalized = _base_conv.normalize_arguments(3, **conv_arguments)
-    layer = tfp.layers.Convolution3DReparameterization(**normalized, **layer_keywords)
+    checked = cls(**arguments)
+    tfp_parameters = inspect.signature(tfp_class).parameters
+    tfp_arguments = {}
+    for key, value in arguments.items():
+        if key in tfp_parameters and key not in ("activity_regularizer", "trainable"):
+            value = getattr(checked, key)
+        elif key == "seed" and value is None:
+            continue
+        tfp_arguments[key] = value
+    if input_shape is not None:
+        tfp_arguments["input_shape"] = input_shape
+    layer = tfp_class(**tfp_arguments)
     if isinstance(object, tf_keras.Sequential):
         count = len(object.layers)
         try:
@@ -257,17 +234,86 @@ def _is_legacy_tensor(value):
         return False
 
 
-_CONV_ARGUMENTS = (
-    "filters",
-    "kernel_size",
-    "strides",
-    "padding",
-    "data_format",
-    "dilation_rate",
-    "activation",
-)
-
-
 def _short_repr(value, limit=80):
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _r_shaped(cls, name):
+    """``create_layer`` with ``cls``, under R's name and with R's argument order.
+
+    The signature is the class's with ``object`` first and, for convolutions,
+    ``trainable`` after ``activity_regularizer``, as in rstudio/tfprobability.
+    Only the arguments a caller gives are passed on; the class supplies the
+    rest of the defaults.
+    """
+    parameters = [inspect.Parameter("object", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=None)]
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            break
+        if parameter.default is parameter.empty:
+            parameter = parameter.replace(default=None)
+        parameters.append(parameter)
+        if parameter.name == "activity_regularizer" and "trainable" not in inspect.signature(
+            cls
+        ).parameters:
+            parameters.append(
+                inspect.Parameter("trainable", parameter.POSITIONAL_OR_KEYWORD, default=True)
+            )
+    parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    signature = inspect.Signature(parameters)
+
+    def factory(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        arguments = dict(bound.arguments)
+        object = arguments.pop("object", None)  # noqa: A001
+        arguments.update(arguments.pop("kwargs", {}))
+        return create_layer(cls, object, arguments)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__module__ = "tfprobr_bridge"
+    factory.__signature__ = signature
+    factory.__doc__ = (
+        f"A :class:`{cls.__name__}` layer, composed with ``object``: R's ``{name}()``.\n\n"
+        f"Same arguments, order and defaults as the R function; see :class:`{cls.__name__}`\n"
+        "for them and :func:`create_layer` for what ``object`` gives back."
+    )
+    return factory
+
+
+# The family: R's name, our class, TFP's tf_keras class (None where TFP has none).
+FAMILY = (
+    ("layer_conv_1d_reparameterization", _conv.Conv1DReparameterization,
+     "Convolution1DReparameterization"),
+    ("layer_conv_2d_reparameterization", _conv.Conv2DReparameterization,
+     "Convolution2DReparameterization"),
+    ("layer_conv_3d_reparameterization", _conv.Conv3DReparameterization,
+     "Convolution3DReparameterization"),
+    ("layer_conv_1d_flipout", _conv.Conv1DFlipout, "Convolution1DFlipout"),
+    ("layer_conv_2d_flipout", _conv.Conv2DFlipout, "Convolution2DFlipout"),
+    ("layer_conv_3d_flipout", _conv.Conv3DFlipout, "Convolution3DFlipout"),
+    ("layer_conv_1d_local_reparameterization", _conv.Conv1DLocalReparameterization, None),
+    ("layer_conv_2d_local_reparameterization", _conv.Conv2DLocalReparameterization, None),
+    ("layer_conv_3d_local_reparameterization", _conv.Conv3DLocalReparameterization, None),
+    ("layer_dense_reparameterization", _dense.DenseReparameterization,
+     "DenseReparameterization"),
+    ("layer_dense_flipout", _dense.DenseFlipout, "DenseFlipout"),
+    ("layer_dense_local_reparameterization", _dense.DenseLocalReparameterization,
+     "DenseLocalReparameterization"),
+)
+_TFP_CLASSES = {cls: tfp_name for _, cls, tfp_name in FAMILY}
+
+_FACTORIES = {name: _r_shaped(cls, name) for name, cls, _ in FAMILY}
+layer_conv_1d_reparameterization = _FACTORIES["layer_conv_1d_reparameterization"]
+layer_conv_2d_reparameterization = _FACTORIES["layer_conv_2d_reparameterization"]
+layer_conv_3d_reparameterization = _FACTORIES["layer_conv_3d_reparameterization"]
+layer_conv_1d_flipout = _FACTORIES["layer_conv_1d_flipout"]
+layer_conv_2d_flipout = _FACTORIES["layer_conv_2d_flipout"]
+layer_conv_3d_flipout = _FACTORIES["layer_conv_3d_flipout"]
+layer_conv_1d_local_reparameterization = _FACTORIES["layer_conv_1d_local_reparameterization"]
+layer_conv_2d_local_reparameterization = _FACTORIES["layer_conv_2d_local_reparameterization"]
+layer_conv_3d_local_reparameterization = _FACTORIES["layer_conv_3d_local_reparameterization"]
+layer_dense_reparameterization = _FACTORIES["layer_dense_reparameterization"]
+layer_dense_flipout = _FACTORIES["layer_dense_flipout"]
+layer_dense_local_reparameterization = _FACTORIES["layer_dense_local_reparameterization"]

@@ -1,0 +1,159 @@
+"""The tensor operations the variational layers are written in.
+
+Convolution, matrix product, bias, Rademacher signs and output-shape
+arithmetic, with TensorFlow's quirks handled here so that the layers' ``call``
+reads like the papers (as Keras keeps them in ``ops.conv`` and its backend).
+Knows nothing of layers, distributions or R.
+"""
+
+import re
+
+import tensorflow as tf
+
+_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+
+
+def conv_output_length(size, kernel, padding, stride, dilation):
+    """Length of one convolved axis, as TensorFlow (and TFP) compute it; None stays None."""
+    if size is None:
+        return None
+    dilated = kernel + (kernel - 1) * (dilation - 1)
+    length = size if padding == "same" else size - dilated + 1
+    return (length + stride - 1) // stride
+
+
+def spatial_axes(rank, data_format):
+    """The positions of the spatial axes in a ``rank``-D convolution's input."""
+    first = 2 if data_format == "channels_first" else 1
+    return tuple(range(first, first + rank))
+
+
+def channel_axis(data_format):
+    return 1 if data_format == "channels_first" else -1
+
+
+def conv(inputs, kernel, strides, padding, data_format, dilation_rate, native_channels_first):
+    """N-D cross-correlation of ``inputs`` with ``kernel`` (spatial..., in, out).
+
+    ``native_channels_first`` says whether the device runs channels-first
+    kernels (cuDNN does, TensorFlow's CPU kernels do not); otherwise
+    channels-first inputs are transposed around a channels-last convolution.
+    """
+    rank = len(strides)
+    channels_first = data_format == "channels_first"
+    transpose = channels_first and not native_channels_first
+    if transpose:
+        inputs = tf.transpose(inputs, [0, *range(2, rank + 2), 1])
+    channels_last = not channels_first or transpose
+    layout = "N" + _SPATIAL[rank] + "C" if channels_last else "NC" + _SPATIAL[rank]
+    first_spatial = 1 if channels_last else 2
+    sizes = inputs.shape[first_spatial : first_spatial + rank]
+    # A stride beyond the input's size gives one output position, exactly as a
+    # stride equal to it does; TF's CPU Conv3D aborts the process on strides
+    # near 2**29 (TF 2.21), so use the smaller one.
+    strides = tuple(
+        stride if size is None else min(stride, max(int(size), 1))
+        for stride, size in zip(strides, sizes)
+    )
+    if rank == 3 and all(d == 1 for d in dilation_rate):
+        # TF 2.21: tf.nn.convolution's eager gradient raises on strided 5-D
+        # inputs; the Conv3D op with an explicit layout does not. Drop this
+        # branch once tf.nn.convolution's gradient handles 5-D inputs.
+        full_strides = (1, *strides, 1) if channels_last else (1, 1, *strides)
+        outputs = tf.nn.conv3d(inputs, kernel, full_strides, padding.upper(), data_format=layout)
+    else:
+        # Strides are 1 whenever dilation is not (validated), and this path
+        # runs dilation on CPUs whose Conv3D kernel lacks it.
+        outputs = tf.nn.convolution(
+            inputs,
+            kernel,
+            strides=strides,
+            padding=padding.upper(),
+            data_format=layout,
+            dilations=dilation_rate,
+        )
+    # TF's CPU convolution returns the input's shape for an empty batch (TF
+    # 2.21); reshaping to the shape the convolution should have fixes that and
+    # costs no copy otherwise.
+    outputs = tf.reshape(
+        outputs,
+        _conv_output_shape_tensor(
+            inputs, kernel.shape[-1], padding, strides, dilation_rate, kernel.shape[:rank],
+            channels_last,
+        ),
+    )
+    if transpose:
+        outputs = tf.transpose(outputs, [0, rank + 1, *range(1, rank + 1)])
+    return outputs
+
+
+def _conv_output_shape_tensor(inputs, filters, padding, strides, dilation_rate, kernel_size,
+                              channels_last):
+    rank = len(strides)
+    first_spatial = 1 if channels_last else 2
+    static = inputs.shape[first_spatial : first_spatial + rank]
+    if all(size is not None for size in static):
+        # A constant shape (batch inferred): one cheap op on the hot path.
+        batch, sizes = -1, static
+    else:
+        shape = tf.shape(inputs)
+        batch, sizes = shape[0], [shape[first_spatial + axis] for axis in range(rank)]
+    spatial = [
+        conv_output_length(size, int(kernel), padding, stride, dilation)
+        for size, kernel, stride, dilation in zip(sizes, kernel_size, strides, dilation_rate)
+    ]
+    if channels_last:
+        return tf.stack([batch, *spatial, int(filters)])
+    return tf.stack([batch, int(filters), *spatial])
+
+
+def dense(inputs, kernel):
+    """``inputs @ kernel`` over the last axis, for inputs of any rank >= 2."""
+    if inputs.shape.rank == 2:
+        return tf.matmul(inputs, kernel)
+    # Keras's Dense does the same: one matmul over the flattened leading axes.
+    return tf.tensordot(inputs, kernel, [[inputs.shape.rank - 1], [0]])
+
+
+def bias_add(outputs, bias, data_format="channels_last"):
+    layout = "NC..." if data_format == "channels_first" else "N...C"
+    return tf.nn.bias_add(outputs, tf.cast(bias, outputs.dtype), data_format=layout)
+
+
+def rademacher(shape, dtype, seed_generator=None):
+    """Independent +1/-1 signs of ``shape`` (a shape tensor), each with probability 1/2.
+
+    With a Keras ``SeedGenerator`` the signs come from its stream, so a seeded
+    layer repeats them run after run; without one, from TensorFlow's global
+    random state (``tf.random.set_seed`` / ``keras.utils.set_random_seed``).
+    """
+    if seed_generator is None:
+        bits = tf.random.uniform(shape, minval=0, maxval=2, dtype=tf.int32)
+    else:
+        seed = tf.cast(seed_generator.next(), tf.int32)
+        bits = tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=2, dtype=tf.int32)
+    return tf.cast(2 * bits - 1, dtype)
+
+
+def with_context(error, context):
+    """``error`` again, of the same TensorFlow type, with ``context`` in front of its message.
+
+    Callers catch ``tf.errors.ResourceExhaustedError`` to shrink a batch and
+    retry, so the type must survive; the context says which layer and why.
+    """
+    message = f"{context} ({tf_message(error)})"
+    if isinstance(error, tf.errors.OpError):
+        return type(error)(error.node_def, error.op, message)
+    return type(error)(message)
+
+
+def tf_message(error):
+    """A TensorFlow op error's message without its op and device decorations."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", message, flags=re.S).strip()
+
+
+def native_channels_first():
+    """Whether convolutions here can run channels-first without a transpose (cuDNN)."""
+    return bool(tf.config.list_logical_devices("GPU"))

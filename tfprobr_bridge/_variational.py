@@ -1,0 +1,495 @@
+"""TFP's variational-layer protocol on Keras 3: the one base of the family.
+
+``VariationalLayer`` owns what every member shares: the eight fns (validated,
+called at build to make the kernel's and bias's posterior and prior), the
+variables they create, the KL losses added on every call, the properties and
+the config. It leaves two things to others:
+
+- the *rank shim* (``_conv.ConvVariational``, ``_dense.DenseVariational``) says
+  what the kernel looks like and how inputs meet it (``_kernel_shape``,
+  ``_linear``, ``_sign_shape``, output shapes);
+- the *estimator* (``_estimators``) turns inputs and the kernel posterior into
+  outputs in ``_apply_variational_kernel``, as in TFP's ``_ConvVariational``.
+
+A public class is an estimator mixed into a rank shim, plus its rank.
+"""
+
+import inspect
+import math
+
+import keras
+import tensorflow as tf
+
+from tfprobr_bridge import _defaults
+from tfprobr_bridge import _fn_serialization
+from tfprobr_bridge import _ops
+from tfprobr_bridge import _validation
+
+# The eight fns of TFP's protocol, in TFP's order, with their defaults:
+# serialisable equivalents of TFP's own (see _defaults).
+DEFAULT_FNS = {
+    "kernel_posterior_fn": _defaults.default_mean_field_normal_fn(),
+    "kernel_posterior_tensor_fn": _defaults.sample,
+    "kernel_prior_fn": _defaults.default_multivariate_normal_fn,
+    "kernel_divergence_fn": _defaults.kl_divergence_fn,
+    "bias_posterior_fn": _defaults.default_mean_field_normal_fn(is_singular=True),
+    "bias_posterior_tensor_fn": _defaults.sample,
+    "bias_prior_fn": None,
+    "bias_divergence_fn": _defaults.kl_divergence_fn,
+}
+FN_ARGUMENTS = tuple(DEFAULT_FNS)
+
+# The kernel needs a posterior and a way to draw from it; every other fn may be
+# None, which switches that part off (no bias, no prior, no divergence).
+_REQUIRED_FNS = ("kernel_posterior_fn", "kernel_posterior_tensor_fn")
+# What the layer passes each fn, positionally (TFP's protocol).
+_MAKER_PARAMETERS = ("dtype", "shape", "name", "trainable", "add_variable_fn")
+FN_PARAMETERS = {
+    "kernel_posterior_fn": _MAKER_PARAMETERS,
+    "kernel_posterior_tensor_fn": ("distribution",),
+    "kernel_prior_fn": _MAKER_PARAMETERS,
+    "kernel_divergence_fn": ("q", "p", "sample"),
+    "bias_posterior_fn": _MAKER_PARAMETERS,
+    "bias_posterior_tensor_fn": ("distribution",),
+    "bias_prior_fn": _MAKER_PARAMETERS,
+    "bias_divergence_fn": ("q", "p", "sample"),
+}
+
+# TensorFlow's kernels index tensors with 32-bit integers.
+_MAX_ELEMENTS = 2**31 - 1
+
+_ADD_VARIABLE_IGNORED = frozenset({"use_resource", "partitioner", "caching_device"})
+
+
+def normalize_fns(fns):
+    """Validate the eight fns (a dict by name); return them in TFP's order."""
+    normalized = {}
+    for name in FN_ARGUMENTS:
+        fn = fns[name]
+        if name in _REQUIRED_FNS:
+            _validation.required_callable(fn, name)
+        else:
+            _validation.optional_callable(fn, name)
+        if fn is not None:
+            _validation.callable_taking(fn, name, FN_PARAMETERS[name])
+        normalized[name] = fn
+    return normalized
+
+
+class VariationalLayer(keras.layers.Layer):
+    """A layer whose kernel and bias are drawn from learned distributions.
+
+    Not for direct use: a public class mixes an estimator into a rank shim.
+    """
+
+    # Set by the estimator: how it is named in messages.
+    estimator = None
+
+    def __init__(self, activation=None, activity_regularizer=None, seed=None, fns=None, **kwargs):
+        # Everything is validated before Keras's constructor runs, so a bad
+        # argument leaves no half-made layer (and no used-up layer name).
+        seed = _validation.optional_seed(seed)
+        activation = _activation(activation)
+        fns = normalize_fns({**DEFAULT_FNS, **(fns or {})})
+        if kwargs.get("dtype") is not None:
+            _check_dtype_policy(kwargs["dtype"])
+        super().__init__(activity_regularizer=_activity_regularizer(activity_regularizer), **kwargs)
+        self.activation = activation
+        for name, fn in fns.items():
+            setattr(self, name, fn)
+        self.seed = seed
+        self._seed_generator = None if seed is None else keras.random.SeedGenerator(seed)
+        self._distributions = _Distributions()
+        # The variables the fns create, by name. An attribute TensorFlow's
+        # tracking sees: without it, tf.saved_model.save finds the variables
+        # the distributions read but not who owns them, and refuses to export.
+        self._fn_variables = {}
+        self._placeholders = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.estimator is not None:
+            cls.__signature__ = _public_signature(cls)
+
+    @classmethod
+    def _signature_defaults(cls):
+        return {}
+
+    # The four distributions, as TFP's layers expose them. None before build().
+    @property
+    def kernel_posterior(self):
+        return self._distributions.kernel_posterior
+
+    @property
+    def kernel_prior(self):
+        return self._distributions.kernel_prior
+
+    @property
+    def bias_posterior(self):
+        return self._distributions.bias_posterior
+
+    @property
+    def bias_prior(self):
+        return self._distributions.bias_prior
+
+    # What the last call drew, as TFP's layers expose it (None before a call):
+    # the kernel (reparameterization), or the output distribution and its
+    # draw (local reparameterization) or the perturbation distribution and its
+    # draw (Flipout).
+    @property
+    def kernel_posterior_tensor(self):
+        return self._distributions.kernel_posterior_tensor
+
+    @property
+    def kernel_posterior_affine(self):
+        return self._distributions.kernel_posterior_affine
+
+    @property
+    def kernel_posterior_affine_tensor(self):
+        return self._distributions.kernel_posterior_affine_tensor
+
+    @property
+    def bias_posterior_tensor(self):
+        return self._distributions.bias_posterior_tensor
+
+    # --- build ---------------------------------------------------------------
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        kernel_shape, bias_shape = self._parameter_shapes_for(input_shape)
+        weights = math.prod(kernel_shape)
+        if weights > _MAX_ELEMENTS:
+            raise ValueError(
+                f"Layer `{self.name}`: a kernel of shape {kernel_shape} has {weights} "
+                f"weights, more than TensorFlow can index in one tensor ({_MAX_ELEMENTS}). "
+                f"{self._smaller_hint()} Received: {self._size_arguments()}"
+            )
+        self._parameter_shapes = (tf.as_dtype(self.dtype), kernel_shape, bias_shape)
+        self._make_distributions(self._add_variable)
+
+    def _make_distributions(self, add_variable_fn):
+        """Call the four fns (TFP's protocol) and keep what they return.
+
+        Keras 3 builds an unbuilt layer inside whatever is tracing its first
+        call (fit, predict, a user's tf.function). Tensors a fn made there (a
+        prior's zeros, a posterior's scale) would belong to that one graph,
+        and every later trace would fail to reach them; so, as tf_keras did
+        for build(), the fns run lifted out of any function graph.
+        """
+        dtype, kernel_shape, bias_shape = self._parameter_shapes
+        distributions = _Distributions()
+        with tf.init_scope():
+            for role, shape in (
+                ("kernel_posterior", kernel_shape),
+                ("kernel_prior", kernel_shape),
+                ("bias_posterior", bias_shape),
+                ("bias_prior", bias_shape),
+            ):
+                fn = getattr(self, f"{role}_fn")
+                if fn is not None:
+                    distribution = fn(dtype, shape, role, self.trainable, add_variable_fn)
+                    setattr(distributions, role, distribution)
+        self._distributions = distributions
+
+    def _remake_distributions(self):
+        """Make the distributions again, on variables that now exist.
+
+        Keras builds some models symbolically first (a subclassed model, fit
+        under a tf.distribute strategy), in a stateless scope where variables
+        are placeholders until the scope ends. The distributions made then
+        read placeholders; the first real call makes them again, handing each
+        fn the variables it created the first time, in the same order.
+        """
+        if not all(isinstance(v.value, tf.Variable) for v in self._fn_variables.values()):
+            return  # Still inside the stateless scope.
+        created = iter(self._fn_variables.values())
+
+        def existing_variable(name, shape, *args, **kwargs):
+            del args, kwargs  # Initializers and the like applied the first time.
+            variable = next(created, None)
+            if variable is None or variable.name != name or tuple(variable.shape) != tuple(
+                int(dim) for dim in shape
+            ):
+                raise RuntimeError(
+                    f"Layer `{self.name}`: a posterior or prior fn, called again to read "
+                    f"its variables, asked for a different variable ({name!r}, shape "
+                    f"{tuple(shape)}) than the first time. Fns must create the same "
+                    "variables each time they are called."
+                )
+            return variable.value
+
+        self._make_distributions(existing_variable)
+        self._placeholders = False
+
+    def _add_variable(
+        self,
+        name,
+        shape,
+        initializer=None,
+        regularizer=None,
+        constraint=None,
+        dtype=None,
+        trainable=True,
+        **kwargs,
+    ):
+        """The ``add_variable_fn`` handed to posterior and prior fns.
+
+        Returns the TensorFlow variable behind the Keras one: a TFP
+        distribution given a Keras 3 variable would read its value once and
+        never see training update it. In a stateless scope, where Keras has
+        no TensorFlow variable yet, returns its initial value as a stand-in
+        and marks the distributions to be made again (``_remake_distributions``).
+        """
+        unknown = set(kwargs) - _ADD_VARIABLE_IGNORED
+        if unknown:
+            raise TypeError(
+                f"`add_variable_fn` got unexpected keyword arguments {sorted(unknown)} "
+                f"for variable {name!r}."
+            )
+        shape = tuple(int(dim) for dim in shape)
+        try:
+            variable = self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=initializer,
+                regularizer=regularizer,
+                constraint=constraint,
+                dtype=None if dtype is None else tf.as_dtype(dtype).name,
+                trainable=trainable,
+                # The layer casts what it draws itself; the distributions
+                # must read the variables in their own dtype.
+                autocast=False,
+            )
+        except tf.errors.ResourceExhaustedError as error:
+            size = math.prod(shape) * tf.as_dtype(dtype or self.dtype).size / 2**30
+            raise _ops.with_context(
+                error,
+                f"Layer `{self.name}` could not allocate variable {name!r} of shape "
+                f"{shape} ({size:.1f} GiB). {self._smaller_hint()} "
+                f"Received: {self._size_arguments()}",
+            ) from None
+        key, count = name, 1
+        while key in self._fn_variables:  # a fn may reuse a name; keep both
+            key, count = f"{name}_{count}", count + 1
+        self._fn_variables[key] = variable
+        value = variable.value
+        if not isinstance(value, tf.Variable):
+            self._placeholders = True
+            return tf.convert_to_tensor(value)
+        return value
+
+    # --- call ----------------------------------------------------------------
+
+    def call(self, inputs):
+        if self._placeholders:
+            self._remake_distributions()
+        try:
+            with _defaults.sampling_seed(self._seed_generator):
+                outputs = self._apply_variational_kernel(inputs)
+                outputs = self._apply_variational_bias(outputs)
+        except tf.errors.ResourceExhaustedError as error:
+            raise _ops.with_context(
+                error,
+                f"Layer `{self.name}` ran out of memory on an input of shape "
+                f"{tuple(inputs.shape)}. Use smaller batches or a smaller layer. "
+                f"Received: {self._size_arguments()}",
+            ) from None
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(
+                f"Layer `{self.name}`: TensorFlow rejected an input of shape "
+                f"{tuple(inputs.shape)} with these arguments ({_ops.tf_message(error)}). "
+                f"Received: {self._geometry_arguments()}"
+            ) from None
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        self._apply_divergence(
+            self.kernel_divergence_fn,
+            self.kernel_posterior,
+            self.kernel_prior,
+            self.kernel_posterior_tensor,
+            "divergence_kernel",
+        )
+        self._apply_divergence(
+            self.bias_divergence_fn,
+            self.bias_posterior,
+            self.bias_prior,
+            self.bias_posterior_tensor,
+            "divergence_bias",
+        )
+        return outputs
+
+    def _apply_variational_kernel(self, inputs):
+        """The estimator's hook: inputs and the kernel posterior to outputs."""
+        raise NotImplementedError
+
+    def _apply_variational_bias(self, outputs):
+        if self.bias_posterior is None:
+            self._distributions.bias_posterior_tensor = None
+            return outputs
+        bias = self.bias_posterior_tensor_fn(self.bias_posterior)
+        self._distributions.bias_posterior_tensor = bias
+        return _ops.bias_add(outputs, bias, self._bias_data_format())
+
+    def _apply_divergence(self, divergence_fn, posterior, prior, posterior_tensor, name):
+        if divergence_fn is None or posterior is None or prior is None:
+            return
+        divergence = divergence_fn(posterior, prior, posterior_tensor)
+        self.add_loss(tf.identity(divergence, name=name))
+
+    def _record(self, kernel_tensor=None, affine=None, affine_tensor=None):
+        """Keep what this call drew, for the properties TFP's layers expose."""
+        self._distributions.kernel_posterior_tensor = kernel_tensor
+        self._distributions.kernel_posterior_affine = affine
+        self._distributions.kernel_posterior_affine_tensor = affine_tensor
+
+    def _independent_normal_posterior(self):
+        """The kernel posterior's Normal, which Flipout and local reparameterization need."""
+        posterior = self.kernel_posterior
+        inner = getattr(posterior, "distribution", None)
+        if not isinstance(posterior, _defaults.tfd.Independent) or not isinstance(
+            inner, _defaults.tfd.Normal
+        ):
+            raise TypeError(
+                f"{type(self).__name__} ({self.estimator}) needs `kernel_posterior_fn` to "
+                "return an Independent Normal (tfd.Independent(tfd.Normal(...)), as "
+                "default_mean_field_normal_fn() does): the estimator uses the posterior's "
+                "mean and scale. Use the reparameterization layer for other posteriors. "
+                f"Received: kernel_posterior_fn returned {_describe(posterior)}"
+            )
+        return inner
+
+    # --- shape of the rank shim (overridden) ---------------------------------
+
+    def _parameter_shapes_for(self, input_shape):
+        """(kernel shape, bias shape) for inputs of ``input_shape``; validates it."""
+        raise NotImplementedError
+
+    def _linear(self, inputs, kernel):
+        """The deterministic layer's operation: inputs meet one kernel."""
+        raise NotImplementedError
+
+    def _sign_shape(self, tensor, channels):
+        """Shape of Flipout's signs for ``tensor`` with ``channels`` channels."""
+        raise NotImplementedError
+
+    def _bias_data_format(self):
+        return "channels_last"
+
+    def _smaller_hint(self):
+        return "Use a smaller layer."
+
+    def _size_arguments(self):
+        return ""
+
+    def _geometry_arguments(self):
+        return self._size_arguments()
+
+    # --- config --------------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = (
+            keras.activations.serialize(self.activation) if self.activation is not None else None
+        )
+        config["seed"] = self.seed
+        for name in FN_ARGUMENTS:
+            config[name] = _fn_serialization.serialize_fn(getattr(self, name), name)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in FN_ARGUMENTS:
+            if name in config:
+                config[name] = _fn_serialization.deserialize_fn(config[name], name)
+        return cls(**config)
+
+
+def _public_signature(cls):
+    """TFP's constructor signature for ``cls``: ``seed`` is shown only where TFP has it.
+
+    Every member takes ``seed`` (its own random stream), but TFP names it only
+    for Flipout; for the others it is one of the Keras keywords, as before.
+    """
+    signature = inspect.signature(cls.__init__)
+    defaults = cls._signature_defaults()
+    parameters = [
+        parameter.replace(default=defaults.get(parameter.name, parameter.default))
+        for parameter in list(signature.parameters.values())[1:]
+        if parameter.name != "seed" or cls.estimator == "Flipout"
+    ]
+    return signature.replace(parameters=parameters)
+
+
+class _Distributions:
+    """The distributions and the last call's draws, outside Keras's and TF's tracking.
+
+    They reference the layer's variables, which Keras already tracks; letting
+    TF's AutoTrackable adopt them too would give each variable a second path.
+    """
+
+    def __init__(self):
+        self.kernel_posterior = None
+        self.kernel_prior = None
+        self.bias_posterior = None
+        self.bias_prior = None
+        self.kernel_posterior_tensor = None
+        self.kernel_posterior_affine = None
+        self.kernel_posterior_affine_tensor = None
+        self.bias_posterior_tensor = None
+
+
+def _describe(distribution):
+    if distribution is None:
+        return "None"
+    inner = getattr(distribution, "distribution", None)
+    if inner is not None:
+        return f"{type(distribution).__name__}({type(inner).__name__})"
+    return type(distribution).__name__
+
+
+def _check_dtype_policy(value):
+    try:
+        keras.dtype_policies.get(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(
+            '`dtype` must be the name of a float dtype (such as "float32"), of a dtype policy '
+            '(such as "mixed_bfloat16"), or a keras.DTypePolicy. '
+            f'{_validation.received("dtype", value)}'
+        ) from None
+
+
+def _activity_regularizer(value):
+    if value is None:
+        return None
+    if not isinstance(value, (str, dict, keras.regularizers.Regularizer)) and not callable(value):
+        raise TypeError(
+            "`activity_regularizer` must be a regularizer name, a Keras regularizer, a callable "
+            f"or None. {_validation.received('activity_regularizer', value)}"
+        )
+    try:
+        return keras.regularizers.get(value)
+    except ValueError:
+        raise ValueError(
+            "`activity_regularizer` must be the name of a Keras regularizer (such as \"l1\", "
+            "\"l2\" or \"l1_l2\"), a Keras regularizer, a callable or None. "
+            f"{_validation.received('activity_regularizer', value)}"
+        ) from None
+
+
+def _activation(value):
+    if value is None:
+        return None
+    if not isinstance(value, (str, dict)) and not callable(value):
+        raise TypeError(
+            "`activation` must be an activation name, a callable or None. "
+            f"{_validation.received('activation', value)}"
+        )
+    try:
+        return keras.activations.get(value)
+    except ValueError:
+        raise ValueError(
+            "`activation` must be the name of a Keras activation (such as "
+            '"relu", "sigmoid" or "softmax"), a callable or None. '
+            f"{_validation.received('activation', value)}"
+        ) from None
