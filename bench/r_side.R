@@ -84,11 +84,19 @@ x_r <- array(runif(examples * 16^3), c(examples, 16, 16, 16, 1))
 y_r <- array(rep(0:1, length.out = examples))
 x_py <- reticulate::r_to_py(x_r)$astype("float32")
 y_py <- reticulate::r_to_py(y_r)
-build <- function(...) {
+# The benchmark network of bench/models.py (two Bayesian conv blocks), and the
+# one-layer network earlier versions of this benchmark used.
+build <- function(..., blocks = 2L) {
   model <- keras_model_sequential(input_shape = c(16, 16, 16, 1)) |>
     layer_conv_3d_reparameterization(filters = 8, kernel_size = 3, padding = "same",
                                      activation = "relu", ...) |>
-    layer_max_pooling_3d(2) |>
+    layer_max_pooling_3d(2)
+  if (blocks == 2L) {
+    model <- model |>
+      layer_conv_3d_reparameterization(filters = 16, kernel_size = 3, padding = "same",
+                                       activation = "relu", ...)
+  }
+  model <- model |>
     layer_global_average_pooling_3d() |>
     layer_dense(2)
   compile(model, optimizer = "adam",
@@ -97,10 +105,11 @@ build <- function(...) {
 }
 n <- examples
 variants <- list(
-  "documented defaults" = build(),
-  "R closure as divergence fn" = build(
+  "benchmark network, documented defaults" = build(),
+  "benchmark network, R closure as divergence fn" = build(
     kernel_divergence_fn = function(q, p, ignore) tfd_kl_divergence(q, p) / n
-  )
+  ),
+  "one conv layer, documented defaults" = build(blocks = 1L)
 )
 # What fit from R might pay that fit from Python does not: converting R's
 # arrays (column-major doubles) to NumPy on every call.
