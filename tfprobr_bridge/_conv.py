@@ -16,6 +16,7 @@ from tfprobr_bridge._estimators import LocalReparameterization
 from tfprobr_bridge._estimators import Reparameterization
 from tfprobr_bridge._variational import DEFAULT_FNS
 from tfprobr_bridge._variational import VariationalLayer
+from tfprobr_bridge._variational import fns_from
 
 _register = keras.saving.register_keras_serializable(package="tfprobr_bridge")
 
@@ -62,16 +63,7 @@ class ConvVariational(VariationalLayer):
             activation=activation,
             activity_regularizer=activity_regularizer,
             seed=seed,
-            fns={
-                "kernel_posterior_fn": kernel_posterior_fn,
-                "kernel_posterior_tensor_fn": kernel_posterior_tensor_fn,
-                "kernel_prior_fn": kernel_prior_fn,
-                "kernel_divergence_fn": kernel_divergence_fn,
-                "bias_posterior_fn": bias_posterior_fn,
-                "bias_posterior_tensor_fn": bias_posterior_tensor_fn,
-                "bias_prior_fn": bias_prior_fn,
-                "bias_divergence_fn": bias_divergence_fn,
-            },
+            fns=fns_from(locals()),
             **kwargs,
         )
         for name, value in geometry.items():

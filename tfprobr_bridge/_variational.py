@@ -61,6 +61,11 @@ _MAX_ELEMENTS = 2**31 - 1
 _ADD_VARIABLE_IGNORED = frozenset({"use_resource", "partitioner", "caching_device"})
 
 
+def fns_from(arguments):
+    """The eight fns among a constructor's ``locals()``, for ``VariationalLayer.__init__``."""
+    return {name: arguments[name] for name in FN_ARGUMENTS}
+
+
 def normalize_fns(fns):
     """Validate the eight fns (a dict by name); return them in TFP's order."""
     normalized = {}
