@@ -61,6 +61,8 @@ from tfprobr_bridge._factory import layer_dense_flipout  # noqa: E402
 from tfprobr_bridge._factory import layer_dense_local_reparameterization  # noqa: E402
 from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
+from tfprobr_bridge._warm_start import EmpiricalNormalPrior  # noqa: E402
+from tfprobr_bridge._warm_start import to_bayesian  # noqa: E402
 from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wraps R fns with it
 
 __version__ = "0.1.0"
@@ -87,6 +89,7 @@ __all__ = [
     "DenseFlipout",
     "DenseLocalReparameterization",
     "DenseReparameterization",
+    "EmpiricalNormalPrior",
     "LayerStack",
     "MeanFieldNormal",
     "ScaledKLDivergence",
@@ -111,4 +114,5 @@ __all__ = [
     "predict_mc",
     "sample",
     "scaled_kl_divergence_fn",
+    "to_bayesian",
 ]
