@@ -124,6 +124,17 @@ def test_deterministic_model_has_zero_spread(rng):
     np.testing.assert_allclose(result["stddev"], 0.0, atol=1e-6)
 
 
+def test_deterministic_classifier_has_no_mutual_information(rng):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Softmax()])
+    x = volumes(rng, (6, 3))
+    result = predict_mc(model, x, n_samples=5, batch_size=4, classifier=True)
+    probabilities = model(x).numpy().astype(np.float64)
+    entropy = -np.sum(probabilities * np.log(probabilities), axis=-1)
+    np.testing.assert_allclose(result["predictive_entropy"], entropy, rtol=1e-5)
+    np.testing.assert_allclose(result["expected_entropy"], entropy, rtol=1e-5)
+    np.testing.assert_allclose(result["mutual_information"], 0.0, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -131,6 +142,8 @@ def test_deterministic_model_has_zero_spread(rng):
         (dict(n_samples=2.5), ValueError, r"`n_samples` .*Received: n_samples=2\.5"),
         (dict(batch_size="8"), TypeError, r"`batch_size` must be a positive integer"),
         (dict(return_samples="yes"), TypeError, r"`return_samples` must be True or False"),
+        (dict(classifier="yes"), TypeError, r"`classifier` must be True or False"),
+        (dict(from_logits=True), ValueError, r"`from_logits=True` needs `classifier=True`"),
     ],
 )
 def test_bad_arguments(rng, kwargs, error, message):

@@ -37,7 +37,11 @@ from tfprobr_bridge._conv import Convolution3DLocalReparameterization  # noqa: E
 from tfprobr_bridge._dense import DenseReparameterization  # noqa: E402
 from tfprobr_bridge._dense import DenseFlipout  # noqa: E402
 from tfprobr_bridge._dense import DenseLocalReparameterization  # noqa: E402
+from tfprobr_bridge._calibration import calibration  # noqa: E402
+from tfprobr_bridge._calibration import plot_reliability_diagram  # noqa: E402
 from tfprobr_bridge._datasets import load_mni152_tissue  # noqa: E402
+from tfprobr_bridge._error_detection import error_detection_auroc  # noqa: E402
+from tfprobr_bridge._error_detection import wrong_predictions  # noqa: E402
 from tfprobr_bridge._defaults import MeanFieldNormal  # noqa: E402
 from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
 from tfprobr_bridge._defaults import default_multivariate_normal_fn  # noqa: E402
@@ -94,9 +98,11 @@ __all__ = [
     "MeanFieldNormal",
     "ScaledKLDivergence",
     "add_layer",
+    "calibration",
     "create_layer",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
+    "error_detection_auroc",
     "kl_divergence_fn",
     "layer_conv_1d_flipout",
     "layer_conv_1d_local_reparameterization",
@@ -111,8 +117,10 @@ __all__ = [
     "layer_dense_local_reparameterization",
     "layer_dense_reparameterization",
     "load_mni152_tissue",
+    "plot_reliability_diagram",
     "predict_mc",
     "sample",
     "scaled_kl_divergence_fn",
     "to_bayesian",
+    "wrong_predictions",
 ]
