@@ -42,11 +42,8 @@ class Flipout:
     estimator = "Flipout"
 
     def _apply_variational_kernel(self, inputs):
-        normal = self._independent_normal_posterior()
-        mean = tf.convert_to_tensor(normal.loc)
-        perturbation_distribution = tfd.Normal(
-            loc=tf.zeros_like(mean), scale=tf.convert_to_tensor(normal.scale)
-        )
+        mean, scale = self._kernel_mean_and_scale()
+        perturbation_distribution = tfd.Normal(loc=tf.zeros_like(mean), scale=scale)
         perturbation = self.kernel_posterior_tensor_fn(perturbation_distribution)
         self._record(affine=perturbation_distribution, affine_tensor=perturbation)
         dtype = inputs.dtype
@@ -77,10 +74,10 @@ class LocalReparameterization:
     estimator = "local reparameterization"
 
     def _apply_variational_kernel(self, inputs):
-        normal = self._independent_normal_posterior()
+        mean, scale = self._kernel_mean_and_scale()
         dtype = inputs.dtype
-        mean = tf.cast(tf.convert_to_tensor(normal.loc), dtype)
-        variance_kernel = tf.cast(tf.square(tf.convert_to_tensor(normal.scale)), dtype)
+        mean = tf.cast(mean, dtype)
+        variance_kernel = tf.cast(tf.square(scale), dtype)
         output_mean = self._linear(inputs, mean)
         output_variance = self._linear(tf.square(inputs), variance_kernel)
         # Where every input in a window is zero (padding, background) the

@@ -207,8 +207,14 @@ def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
     for key, value in arguments.items():
         if key in tfp_parameters and key not in ("activity_regularizer", "trainable"):
             value = getattr(checked, key)
-        elif key == "seed" and value is None:
-            continue
+        elif key == "seed":
+            if value is None:
+                continue
+            raise TypeError(
+                f"`seed` cannot be given to TFP's {tfp_name}, which a tf_keras `object` "
+                "gets: TFP's layers take a seed only for Flipout. Leave `seed` unset, or "
+                f"use a Keras 3 model. Received: seed={value!r}"
+            )
         tfp_arguments[key] = value
     if input_shape is not None:
         tfp_arguments["input_shape"] = input_shape

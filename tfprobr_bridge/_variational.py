@@ -363,6 +363,22 @@ class VariationalLayer(keras.layers.Layer):
             )
         return inner
 
+    def _kernel_mean_and_scale(self):
+        """The Normal posterior's mean and scale, each of the kernel's full shape.
+
+        A posterior may hold a scalar scale (``Normal(zeros(shape), 1.)``, as
+        TFP's own tests write) or a scalar mean; the kernel's operation needs both whole.
+        """
+        normal = self._independent_normal_posterior()
+        kernel_shape = self._parameter_shapes[1]
+        parameters = []
+        for value in (normal.loc, normal.scale):
+            value = tf.convert_to_tensor(value)
+            if tuple(value.shape) != tuple(kernel_shape):
+                value = tf.broadcast_to(value, kernel_shape)
+            parameters.append(value)
+        return tuple(parameters)
+
     # --- shape of the rank shim (overridden) ---------------------------------
 
     def _parameter_shapes_for(self, input_shape):
