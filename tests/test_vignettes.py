@@ -72,3 +72,33 @@ def test_python_companion_runs_and_writes_its_summary(tmp_path):
     assert (tmp_path / "slices.png").stat().st_size > 1000
     # The restored model predicts like the original, up to Monte Carlo variation.
     assert abs(summary["restored_accuracy"] - summary["accuracy"]["bayesian"]) < 0.05
+    _assert_uncertainty_toolkit(summary, tmp_path)
+
+
+TOOLKIT_KEYS = {
+    "ece", "mce", "mce_bin_voxels", "calibration_n_bins", "error_detection_auroc", "warm_start",
+    "training_seconds", "training_epochs", "wrong_voxels_in_foreground", "foreground_voxels",
+}
+
+
+def _assert_uncertainty_toolkit(summary, directory):
+    """Issue 13's additions to the study: calibration, error detection, warm start."""
+    assert TOOLKIT_KEYS <= set(summary)
+    models = {"bayesian", "deterministic", "warm_start"}
+    assert set(summary["ece"]) == models
+    for model in models:
+        assert 0 <= summary["ece"][model] <= summary["mce"][model] <= 1
+        assert summary["mce_bin_voxels"][model] >= 1
+        assert summary["wrong_voxels_in_foreground"][model] <= summary["foreground_voxels"]
+        assert summary["training_seconds"][model] > 0
+    auroc = summary["error_detection_auroc"]
+    assert {"mutual_information", "predictive_entropy"} <= set(auroc["bayesian"])
+    assert "softmax_entropy" in auroc["deterministic"]
+    for scores in auroc.values():
+        assert all(value is None or 0 <= value <= 1 for value in scores.values())
+    warm = summary["warm_start"]
+    assert set(warm["dice"]) == {"other", "grey", "white"}
+    assert 0 <= warm["accuracy"] <= 1
+    assert warm["epochs"] <= summary["training_epochs"]["bayesian"]
+    for figure in ("reliability.png", "uncertainty-maps.png"):
+        assert (directory / figure).stat().st_size > 1000

@@ -3,7 +3,12 @@
 A Bayesian 3-D CNN (LayerStack | layer_conv_3d_reparameterization) and the same
 network with Keras 3 Conv3D segment the MNI ICBM152 template into grey matter,
 white matter and other; a held-out axial slab measures accuracy, Dice and
-Monte Carlo uncertainty. `make demo-python` runs it; `--quick` is the smoke test.
+Monte Carlo uncertainty. Then, Bayesian against deterministic on the slab's
+foreground: calibration (ECE, MCE, a reliability diagram), the mutual
+information beside the standard deviation, how well each uncertainty flags the
+wrong voxels (AUROC), and a Bayesian network warm-started from the trained
+deterministic one with to_bayesian(), against the one trained from scratch.
+`make demo-python` runs it; `--quick` is the smoke test.
 
     python vignettes/brain_mri_segmentation.py [--quick] [--output-dir out/demo-python]
 """
@@ -25,13 +30,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfprobr_bridge import LayerStack  # noqa: E402
+from tfprobr_bridge import calibration  # noqa: E402
+from tfprobr_bridge import error_detection_auroc  # noqa: E402
 from tfprobr_bridge import layer_conv_3d_reparameterization as bayes_conv  # noqa: E402
 from tfprobr_bridge import load_mni152_tissue  # noqa: E402
+from tfprobr_bridge import plot_reliability_diagram  # noqa: E402
 from tfprobr_bridge import predict_mc  # noqa: E402
 from tfprobr_bridge import scaled_kl_divergence_fn  # noqa: E402
+from tfprobr_bridge import to_bayesian  # noqa: E402
+from tfprobr_bridge import wrong_predictions  # noqa: E402
 
 SLAB = slice(28, 37)  # nine held-out axial slices (the R vignette's 29:37)
 MARGIN = 3  # the network's reach: three voxels of context
+N_BINS = 15  # calibration's equal-width confidence bins
+DELTA = 0.1  # the warm start's posterior scales: DELTA * |trained weight| (MOPED)
 
 
 def crops(t1, labels, n, size, rng):
@@ -68,13 +80,46 @@ def networks(n_examples):
     return bayesian.to_model(), deterministic.to_model()
 
 
+def fit(model, epochs, x, y):
+    """Compile and train as the study does; the fit's wall time and its median epoch."""
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    ticks = []
+    clock = keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: ticks.append(time.perf_counter()),
+                                           on_epoch_end=lambda *_: ticks.append(time.perf_counter()))
+    timer = time.perf_counter()
+    history = model.fit(x, y, epochs=epochs, batch_size=8, verbose=2, callbacks=[clock])
+    seconds = time.perf_counter() - timer
+    return {"seconds": seconds, "epochs": epochs,
+            "median_epoch_seconds": float(np.median(np.diff(ticks)[::2])),
+            "final_accuracy": float(history.history["accuracy"][-1])}
+
+
 def spread_of_chosen_class(mean, stddev):
     chosen = mean.argmax(-1)
     return np.take_along_axis(stddev, chosen[..., None], -1)[..., 0]
 
 
+def entropy(probabilities):
+    """Entropy in nats over the last axis (0 log 0 = 0): a deterministic softmax's only uncertainty."""
+    p = np.clip(probabilities, 0, 1)
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=-1)
+
+
 def dice(predicted, truth, k):
     return 2 * np.sum((predicted == k) & (truth == k)) / (np.sum(predicted == k) + np.sum(truth == k))
+
+
+def worst_bin_voxels(result):
+    """How many predictions the bin behind the MCE holds (one stray voxel can make the MCE)."""
+    bins = result["bins"]
+    gap = np.abs(bins["accuracy"] - bins["confidence"])
+    return int(bins["count"][np.nanargmax(gap)])
+
+
+def auroc(uncertainty, wrong):
+    """error_detection_auroc, or None when every voxel is right (or wrong): the area is undefined."""
+    return float(error_detection_auroc(uncertainty, wrong)) if 0 < wrong.sum() < wrong.size else None
 
 
 def main():
@@ -92,22 +137,29 @@ def main():
     foreground = mri["t1"] > 0.1  # the template is skull-stripped: standardise over it
     t1 = (mri["t1"] - mri["t1"][foreground].mean()) / mri["t1"][foreground].std()
     size, n_crops, epochs, n_samples = ((16, 16, 12), 8, 1, 3) if args.quick else ((24, 24, 16), 192, 60, 30)
+    warm_epochs = max(1, epochs // 4)  # the warm start trains a quarter as long
     x, y = crops(t1, mri["labels"], n_crops, size, rng)
 
-    bayesian, deterministic = networks(n_examples=n_crops * np.prod(size))
-    for model in (bayesian, deterministic):
-        model.compile(optimizer=keras.optimizers.Adam(0.01),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(x, y, epochs=epochs, batch_size=8, verbose=2)
+    n_examples = n_crops * np.prod(size)
+    bayesian, deterministic = networks(n_examples=n_examples)
+    training = {name: fit(model, epochs, x, y)
+                for name, model in (("bayesian", bayesian), ("deterministic", deterministic))}
 
     context = slice(SLAB.start - MARGIN, SLAB.stop + MARGIN)
     x_slab = t1[None, :, :, context, None]
     inner = slice(MARGIN, MARGIN + SLAB.stop - SLAB.start)
     truth = mri["labels"][:, :, SLAB]
-    mc = predict_mc(bayesian, x_slab, n_samples=n_samples)
-    mean, stddev = mc["mean"][0, :, :, inner], mc["stddev"][0, :, :, inner]
-    predicted = {"bayesian": mean.argmax(-1),
-                 "deterministic": deterministic.predict(x_slab, verbose=0)[0, :, :, inner].argmax(-1)}
+
+    def monte_carlo(model, x_in=x_slab):
+        """predict_mc over the slab, every summary cut to the held-out slices."""
+        result = predict_mc(model, x_in, n_samples=n_samples, classifier=True)
+        return {k: v[0, :, :, inner] for k, v in result.items()}
+
+    mc = monte_carlo(bayesian)
+    mean, stddev = mc["mean"], mc["stddev"]
+    probabilities = {"bayesian": mean,
+                     "deterministic": deterministic.predict(x_slab, verbose=0)[0, :, :, inner]}
+    predicted = {k: p.argmax(-1) for k, p in probabilities.items()}
     uncertainty = spread_of_chosen_class(mean, stddev)
 
     # Boundary voxels: tissue with a face neighbour of another label.
@@ -123,27 +175,100 @@ def main():
     shifted = {}
     noise = np.random.default_rng(7).normal(size=x_slab.shape).astype("float32")
     for name, x_shift in (("noise", x_slab + noise), ("inverted", -x_slab)):
-        result = predict_mc(bayesian, x_shift, n_samples=n_samples)
-        shifted[name] = spread_of_chosen_class(result["mean"][0, :, :, inner],
-                                               result["stddev"][0, :, :, inner])
+        result = monte_carlo(bayesian, x_shift)
+        shifted[name] = spread_of_chosen_class(result["mean"], result["stddev"])
 
     path = out / "bayesian.keras"
     bayesian.save(path)
     restored = keras.models.load_model(path)
-    again = predict_mc(restored, x_slab, n_samples=n_samples)["mean"][0, :, :, inner]
+    # Another seed, as in the R vignette: under the same one, the restored model's fresh trace
+    # would draw the very numbers the original's first trace drew, and agree exactly.
+    keras.utils.set_random_seed(7)
+    again = monte_carlo(restored)["mean"]
 
+    # Warm start: a Bayesian copy of the trained deterministic network (posterior means at its
+    # weights, scales DELTA * |w|), trained a quarter as long, timed as the others were.
+    warm = to_bayesian(deterministic, estimator="reparameterization", delta=DELTA,
+                       num_examples=n_examples)
+    before = monte_carlo(warm)["mean"].argmax(-1)
+    training["warm_start"] = fit(warm, warm_epochs, x, y)
+    warm_mc = monte_carlo(warm)
+    probabilities["warm_start"] = warm_mc["mean"]
+    predicted["warm_start"] = warm_mc["mean"].argmax(-1)
+
+    # Calibration and error detection on the slab's foreground (the brain and what surrounds
+    # it closely): the empty background, right and certain in every model, would swamp both.
+    labels = truth[in_foreground]
+    calibrated = {k: calibration(p[in_foreground], labels, n_bins=N_BINS) for k, p in probabilities.items()}
+    whole_slab = {k: calibration(p, truth, n_bins=N_BINS) for k, p in probabilities.items()}
+    wrong = {k: wrong_predictions(p[in_foreground], labels) for k, p in probabilities.items()}
+    scores = {
+        "bayesian": {"mutual_information": mc["mutual_information"],
+                     "predictive_entropy": mc["predictive_entropy"],
+                     "stddev_of_predicted_class": uncertainty},
+        "deterministic": {"softmax_entropy": entropy(probabilities["deterministic"])},
+        "warm_start": {"mutual_information": warm_mc["mutual_information"],
+                       "predictive_entropy": warm_mc["predictive_entropy"],
+                       "stddev_of_predicted_class": spread_of_chosen_class(warm_mc["mean"],
+                                                                           warm_mc["stddev"])},
+    }
+
+    def scores_of(p):
+        return {"accuracy": float(np.mean(p == truth)),
+                "accuracy_in_foreground": float(np.mean((p == truth)[in_foreground])),
+                "dice": {t: float(dice(p, truth, i)) for i, t in enumerate(mri["tissues"])}}
+
+    warm_scores = scores_of(predicted["warm_start"])
+    figures = {"slices": out / "slices.png", "reliability": out / "reliability.png",
+               "uncertainty_maps": out / "uncertainty-maps.png"}
     summary = {
         "quick": args.quick,
-        "accuracy": {k: float(np.mean(p == truth)) for k, p in predicted.items()},
-        "dice": {k: {t: float(dice(p, truth, i)) for i, t in enumerate(mri["tissues"])}
-                 for k, p in predicted.items()},
+        "accuracy": {k: float(np.mean(predicted[k] == truth)) for k in ("bayesian", "deterministic")},
+        "dice": {k: {t: float(dice(predicted[k], truth, i)) for i, t in enumerate(mri["tissues"])}
+                 for k in ("bayesian", "deterministic")},
         "uncertainty_boundary_over_interior":
             float(uncertainty[tissue & differs].mean() / uncertainty[tissue & ~differs].mean()),
         **{f"uncertainty_{k}_over_clean": float(u[in_foreground].mean() / uncertainty[in_foreground].mean())
            for k, u in shifted.items()},
         "restored_accuracy": float(np.mean(again.argmax(-1) == truth)),
-        "seconds": time.perf_counter() - started,
+        # As in the R vignette: the restored model's mean differs from the original's by about
+        # the Monte Carlo error of two independent means of n_samples draws, and no more.
+        "restored_mean_abs_difference": float(np.mean(np.abs(again - mean))),
+        "monte_carlo_error": float(np.mean(np.sqrt(2) * stddev / np.sqrt(n_samples))),
+        "accuracy_in_foreground": {k: float(np.mean((predicted[k] == truth)[in_foreground]))
+                                   for k in ("bayesian", "deterministic")},
+        # Seconds of each model.fit (wall time), as the R vignette's training_seconds.
+        "training_seconds": {k: t["seconds"] for k, t in training.items()},
+        "training_epochs": {k: t["epochs"] for k, t in training.items()},
+        "median_epoch_seconds": {k: t["median_epoch_seconds"] for k, t in training.items()},
+        "foreground_voxels": int(in_foreground.sum()),
+        "wrong_voxels_in_foreground": {k: int(w.sum()) for k, w in wrong.items()},
+        "calibration_n_bins": N_BINS,
+        "ece": {k: c["ece"] for k, c in calibrated.items()},
+        "mce": {k: c["mce"] for k, c in calibrated.items()},
+        "mce_bin_voxels": {k: worst_bin_voxels(c) for k, c in calibrated.items()},
+        "ece_whole_slab": {k: c["ece"] for k, c in whole_slab.items()},
+        "mce_whole_slab": {k: c["mce"] for k, c in whole_slab.items()},
+        "error_detection_auroc": {k: {name: auroc(u[in_foreground], wrong[k]) for name, u in by.items()}
+                                  for k, by in scores.items()},
+        "mean_mutual_information_in_foreground": {
+            "bayesian": float(mc["mutual_information"][in_foreground].mean()),
+            "warm_start": float(warm_mc["mutual_information"][in_foreground].mean())},
+        "warm_start": {
+            "estimator": "reparameterization", "delta": DELTA, "prior": "standard",
+            "epochs": warm_epochs,
+            "accuracy_before_training": float(np.mean(before == truth)),
+            **warm_scores,
+            "training_seconds": training["warm_start"]["seconds"],
+            "scratch_training_seconds": training["bayesian"]["seconds"],
+            "seconds_over_scratch": training["warm_start"]["seconds"] / training["bayesian"]["seconds"],
+            "with_deterministic_seconds_over_scratch":
+                (training["warm_start"]["seconds"] + training["deterministic"]["seconds"])
+                / training["bayesian"]["seconds"],
+        },
+        "figures": {k: str(v) for k, v in figures.items()},
     }
+
     middle = truth.shape[2] // 2
     panels = [(mri["t1"][:, :, SLAB][..., middle], "T1", "gray"), (truth[..., middle], "truth", "gray"),
               (predicted["bayesian"][..., middle], "Bayesian prediction", "gray"),
@@ -153,7 +278,53 @@ def main():
         axis.imshow(image.T, origin="lower", cmap=colours)
         axis.set_title(title)
         axis.axis("off")
-    figure.savefig(out / "slices.png", dpi=100, bbox_inches="tight")
+    figure.savefig(figures["slices"], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+    # The same slice: the spread of the chosen class's probability beside the mutual information
+    # (the weights' share of the uncertainty), the total entropy of each model, and where each errs.
+    top = np.log(3)  # the largest entropy over three classes
+    maps = [(uncertainty, "Bayesian: std of p (chosen class)", "inferno", None),
+            (mc["mutual_information"], "Bayesian: mutual information", "inferno", None),
+            (mc["predictive_entropy"], "Bayesian: predictive entropy", "viridis", top),
+            (scores["deterministic"]["softmax_entropy"], "deterministic: softmax entropy", "viridis", top)]
+    figure, axes = plt.subplots(1, 5, figsize=(22, 4.6))
+    for axis, (image, title, colours, vmax) in zip(axes, maps):
+        shown = axis.imshow(image[..., middle].T, origin="lower", cmap=colours, vmin=0, vmax=vmax)
+        figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02,
+                        label=None if "std" in title else "nats")
+        axis.set_title(title)
+        axis.axis("off")
+    errors = np.zeros(truth.shape[:2], int)  # 1 Bayesian only, 2 deterministic only, 3 both
+    for bit, model_name in ((1, "bayesian"), (2, "deterministic")):
+        errors += bit * (predicted[model_name][..., middle] != truth[..., middle])
+    axes[4].imshow(truth[..., middle].T, origin="lower", cmap="gray", alpha=0.35)
+    axes[4].imshow(np.ma.masked_equal(errors, 0).T, origin="lower", interpolation="nearest",
+                   cmap=matplotlib.colors.ListedColormap(["firebrick", "steelblue", "darkorange"]),
+                   vmin=0.5, vmax=3.5)
+    axes[4].set_title("wrong: Bayesian red, determ. blue, both orange")
+    axes[4].axis("off")
+    figure.savefig(figures["uncertainty_maps"], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+    # Reliability: both models on one diagram (foreground voxels), with the count per bin beside it.
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    for model_name, label in (("bayesian", "Bayesian (MC mean)"), ("deterministic", "deterministic")):
+        plot_reliability_diagram(calibrated[model_name], ax=left, label=label)
+        bins = calibrated[model_name]["bins"]
+        right.bar(bins["lower"], bins["count"], width=1 / N_BINS, align="edge", alpha=0.6,
+                  edgecolor="black", label=label, log=True)
+    left.set_title("MCE: Bayesian {:.3f}, deterministic {:.3f}".format(
+        calibrated["bayesian"]["mce"], calibrated["deterministic"]["mce"]))
+    right.set_xlim(0, 1)
+    right.set_xlabel("confidence (highest class probability)")
+    right.set_ylabel("foreground voxels in the bin")
+    right.set_title(f"{int(in_foreground.sum())} held-out foreground voxels")
+    right.legend(loc="upper left")
+    figure.savefig(figures["reliability"], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+    summary["seconds"] = time.perf_counter() - started
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
