@@ -61,8 +61,8 @@ CONSTRUCTION_ERRORS = [
      r"`strides` > 1 cannot be combined with `dilation_rate` > 1.*"
      r"Received: strides=\(2, 2, 2\), dilation_rate=\(1, 2, 1\)"),
     ("padding_causal", dict(padding="causal"), ValueError,
-     r'`padding` must be one of "valid" or "same" \("causal" padding exists only '
-     r"for 1-D convolutions\)\. Received: padding='causal'"),
+     r'`padding` must be one of "valid" or "same" \("causal" padding is not offered '
+     r"by the variational layers\)\. Received: padding='causal'"),
     ("padding_unknown", dict(padding="full"), ValueError,
      r"`padding` must be one of \"valid\" or \"same\"\. Received: padding='full'"),
     ("padding_number", dict(padding=1), TypeError, r"`padding` .*Received: padding=1"),

@@ -98,8 +98,8 @@ def test_python_errors_reach_r_as_r_conditions(record):
     assert error_class == "tfprobr_value_error"
     assert python_class_kept == "TRUE"  # reticulate's python.builtin.ValueError too
     assert message == (
-        '`padding` must be one of "valid" or "same" ("causal" padding exists only for '
-        "1-D convolutions). Received: padding='causal'"
+        '`padding` must be one of "valid" or "same" ("causal" padding is not offered by '
+        'the variational layers). Received: padding="causal"'
     )
 
 

@@ -33,6 +33,7 @@ _REQUIRED = {
     "units": "a positive integer, the number of output features",
     "kernel_size": "a positive integer or a list of 1 or {rank} positive integers",
 }
+_REQUIRED_RANK_1 = {"kernel_size": "a positive integer or a list of 1 positive integer"}
 
 
 def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
@@ -70,7 +71,9 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     for name, parameter in parameters.items():
         if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD:
             if arguments.get(name) is None:
-                expected = _REQUIRED[name].format(rank=getattr(cls, "rank", 1))
+                rank = getattr(cls, "rank", None)
+                expected = (_REQUIRED_RANK_1 if rank == 1 else _REQUIRED)
+                expected = expected.get(name, _REQUIRED[name]).format(rank=rank)
                 raise TypeError(f"`{name}` is required: {expected}. Received: {name}=None")
     keywords = {key: arguments.pop(key) for key in list(arguments) if key not in parameters}
     if "trainable" in keywords or "trainable" in arguments:

@@ -106,6 +106,8 @@ def positive_integer_tuple(value, rank, name):
         error_type = (
             ValueError if all(_is_number(item) for item in items) else TypeError
         )
+        if any(integer is not None and integer > MAX_INTEGER for integer in integers):
+            expected += f", each no larger than {MAX_INTEGER}"
         raise error_type(f"`{name}` must be {expected}. {received(name, value)}")
     if len(integers) == 1:
         integers = integers * rank
@@ -121,7 +123,7 @@ def padding(value):
     normalized = value.lower()
     if normalized not in ("valid", "same"):
         hint = (
-            ' ("causal" padding exists only for 1-D convolutions)'
+            ' ("causal" padding is not offered by the variational layers)'
             if normalized == "causal"
             else ""
         )

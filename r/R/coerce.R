@@ -1,73 +1,87 @@
 # Small coercion helpers: R values in, values Python reads as intended out.
-# Each passes NULL and Python objects through untouched (Python validates
-# those) and raises an R error, in Keras's form, for what R can judge itself.
+#
+# Python validates every argument it receives, and its message (Keras's form:
+# "`name` must be ... Received: name=value") reaches the user through
+# with_r_errors(). These helpers convert, pass NULL and Python objects
+# through, and refuse only what Python cannot see: R's NA (reticulate turns it
+# into True, nan or "NA"), R environments, unevaluated R code and external
+# pointers, and the arity of an R closure.
 
 is_python <- function(x) inherits(x, "python.builtin.object")
 
-# Whole numbers that fit R's (and TensorFlow's) 32-bit integers.
-is_whole <- function(x) {
-  is.numeric(x) && !anyNA(x) && all(is.finite(x)) && all(x == round(x)) &&
-    all(abs(x) <= .Machine$integer.max)
-}
-
-as_count <- function(x, name, call = sys.call(-1)) {
-  if (is.null(x) || is_python(x)) {
-    return(x)
-  }
-  if (length(x) != 1L || !is_whole(x) || x < 1) {
-    argument_error(name, "a positive whole number", x, call)
-  }
-  as.integer(x)
-}
-
-# 1 or `rank` positive whole numbers: an R scalar or vector (or list).
-as_sizes <- function(x, name, rank = 3L, call = sys.call(-1)) {
-  if (is.null(x) || is_python(x)) {
-    return(x)
-  }
-  if (is.list(x) && all(vapply(x, function(item) is.numeric(item) && length(item) == 1L, TRUE))) {
-    x <- unlist(x)
-  }
-  expected <- paste0("a positive whole number or a vector of 1 or ", rank,
-                     " positive whole numbers")
-  if (!length(x) %in% c(1L, rank) || !is_whole(x) || any(x < 1)) {
-    argument_error(name, expected, x, call)
-  }
-  if (length(x) == 1L) as.integer(x) else reticulate::tuple(as.list(as.integer(x)))
-}
-
-# Keras's `verbose`: "auto" or a number (0, 1, 2), which Python wants as an int.
-as_verbose <- function(x) {
-  if (is.numeric(x)) as.integer(x) else x
-}
-
-as_flag <- function(x, name, call = sys.call(-1)) {
-  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
-    argument_error(name, "TRUE or FALSE", x, call)
+# Whole doubles as R integers, so that Python receives 2 rather than 2.0 (and
+# says "Received: filters=2" when it refuses one). Anything else, 2.5 or a
+# size too large for an R integer included, goes to Python as it is.
+as_integer <- function(x) {
+  if (is.double(x) && is.null(attributes(x)) && length(x) && all(is.finite(x)) &&
+      all(x == trunc(x)) && all(abs(x) <= .Machine$integer.max)) {
+    storage.mode(x) <- "integer"
   }
   x
 }
 
-as_choice <- function(x, name, choices, call = sys.call(-1)) {
+# R's NA, anywhere in an atomic vector or a list. NaN is a number Python sees
+# as it is, and judges.
+has_na <- function(x) {
   if (is_python(x)) {
+    return(FALSE)
+  }
+  if (is.list(x)) {
+    return(any(vapply(x, has_na, TRUE)))
+  }
+  if (!is.atomic(x) || !length(x)) {
+    return(FALSE)
+  }
+  na <- is.na(x)
+  if (is.double(x) || is.complex(x)) {
+    na <- na & !is.nan(x)
+  }
+  any(na)
+}
+
+# R environments (other than Python objects), unevaluated R code and external
+# pointers, anywhere in a list: reticulate's own error for them names no
+# argument.
+is_r_only <- function(x) {
+  if (is_python(x)) {
+    return(FALSE)
+  }
+  if (is.list(x)) {
+    return(any(vapply(x, is_r_only, TRUE)))
+  }
+  is.environment(x) || is.language(x) || typeof(x) %in% c("externalptr", "S4", "promise")
+}
+
+# A value for Python, refused here only for what Python cannot see. `na_ok`
+# lets data through (an R array of inputs may hold NA, as NaN).
+as_python_value <- function(x, name, call = sys.call(-1), na_ok = FALSE) {
+  if (is.null(x) || is_python(x)) {
     return(x)
   }
-  if (!is.character(x) || length(x) != 1L || is.na(x)) {
-    argument_error(name, paste0("one of ", paste0('"', choices, '"', collapse = " or ")), x, call)
+  if (is_r_only(x)) {
+    argument_error(name, "a value Python can receive (not an R environment or R code)", x,
+                   call, type = "type")
+  }
+  if (!na_ok && has_na(x)) {
+    argument_error(name, "a value without NA (R's missing value, which Python cannot receive)",
+                   x, call)
   }
   x
 }
 
-# What the layer passes each fn argument (TFP's protocol), by argument name.
-fn_parameters <- function(name) {
-  if (grepl("tensor_fn$", name)) {
-    "d"
-  } else if (grepl("divergence_fn$", name)) {
-    c("q", "p", "ignore")
-  } else {
-    c("dtype", "shape", "name", "trainable", "add_variable_fn")
-  }
-}
+# The eight fns of TFP's protocol, and what the layer passes each,
+# positionally: Python's names for them, as in its own arity message.
+maker_parameters <- c("dtype", "shape", "name", "trainable", "add_variable_fn")
+fn_parameters <- list(
+  kernel_posterior_fn = maker_parameters,
+  kernel_posterior_tensor_fn = "distribution",
+  kernel_prior_fn = maker_parameters,
+  kernel_divergence_fn = c("q", "p", "sample"),
+  bias_posterior_fn = maker_parameters,
+  bias_posterior_tensor_fn = "distribution",
+  bias_prior_fn = maker_parameters,
+  bias_divergence_fn = c("q", "p", "sample")
+)
 
 # Can the R function `f` be called with `n` positional arguments?
 takes_arguments <- function(f, n) {
@@ -79,71 +93,61 @@ takes_arguments <- function(f, n) {
   required <= n && length(arguments) >= n
 }
 
-as_fn <- function(x, name, null_ok = TRUE, call = sys.call(-1)) {
-  if (is.null(x)) {
-    if (!null_ok) {
-      argument_error(name, "a function (an R function or a Python callable)", x, call)
-    }
-    return(x)
+# A fn argument. An R function is checked for arity (Python cannot read an R
+# function's signature through reticulate) and wrapped to run on R's thread
+# only; anything else (a Python callable, NULL, a value that is no function)
+# goes to Python, which decides.
+as_fn <- function(x, name, call = sys.call(-1)) {
+  if (!is.function(x) || is_python(x)) {
+    return(as_integer(as_python_value(x, name, call)))
   }
-  if (is_python(x) && reticulate::py_has_attr(x, "__call__")) {
-    return(x)  # A Python callable (reticulate gives them class "function" too).
+  parameters <- fn_parameters[[name]]
+  if (!takes_arguments(x, length(parameters))) {
+    argument_error(
+      name,
+      paste0("a function of ", length(parameters), " argument",
+             if (length(parameters) > 1) "s", " (", paste(parameters, collapse = ", "),
+             "), as the layer calls it"),
+      x, call, type = "type"
+    )
   }
-  if (is.function(x)) {
-    parameters <- fn_parameters(name)
-    if (!takes_arguments(x, length(parameters))) {
-      argument_error(
-        name,
-        paste0("a function of ", length(parameters), " argument",
-               if (length(parameters) > 1) "s", " (", paste(parameters, collapse = ", "),
-               "), as the layer calls it"),
-        x, call
-      )
-    }
-    # R runs only on the main thread; off it (a tf.distribute replica), the
-    # wrapper raises an error naming the argument instead of letting R abort.
-    return(reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(x, name))
-  }
-  expected <- if (null_ok) {
-    "a function (an R function or a Python callable) or NULL"
-  } else {
-    "a function (an R function or a Python callable)"
-  }
-  argument_error(name, expected, x, call)
+  # R runs only on the main thread; off it (a tf.distribute replica), the
+  # wrapper raises an error naming the argument instead of letting R abort.
+  reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(x, name)
 }
 
-# One example's shape: whole numbers, NA for an unknown size.
+# One example's shape, for Python (which judges it): NA, R's unknown size,
+# becomes None.
 as_shape <- function(x, name, call = sys.call(-1)) {
   if (is.null(x) || is_python(x)) {
     return(x)
   }
-  expected <- "a vector of positive whole numbers (NA for an unknown size)"
+  if (is.numeric(x) && is.null(dim(x))) {
+    x <- as.list(x)
+  }
   if (is.list(x)) {
-    sizes <- vapply(x, function(item) is.null(item) || (is.numeric(item) && length(item) == 1L), TRUE)
-    if (!all(sizes)) {
-      argument_error(name, expected, x, call)
-    }
-    x <- vapply(x, function(item) if (is.null(item)) NA_real_ else as.numeric(item), 1)
+    x <- lapply(x, function(size) {
+      unknown <- is.atomic(size) && length(size) == 1L && is.na(size) &&
+        !(is.double(size) && is.nan(size))
+      if (unknown) NULL else as_integer(size)
+    })
   }
-  if (!is.numeric(x)) {
-    argument_error(name, expected, x, call)
-  }
-  known <- x[!is.na(x)]
-  if (length(x) < 1L || !is_whole(known) || any(known < 1)) {
-    argument_error(name, expected, x, call)
-  }
-  reticulate::tuple(lapply(x, function(size) if (is.na(size)) NULL else as.integer(size)))
+  as_python_value(x, name, call)
 }
 
-# Values Python cannot receive: R environments (other than Python objects),
-# unevaluated R code and external pointers. reticulate's own error for them
-# names no argument.
-as_python_value <- function(x, name, call = sys.call(-1)) {
-  if (is_python(x)) {
+# A sample shape for TensorFlow Probability, which has no message of its own
+# in Keras's form: checked here.
+as_sample_shape <- function(x, name, call = sys.call(-1)) {
+  if (is.null(x) || is_python(x) || (is.list(x) && !length(x))) {
     return(x)
   }
-  if (is.environment(x) || is.language(x) || typeof(x) %in% c("externalptr", "S4", "promise")) {
-    argument_error(name, "a value Python can receive (not an R environment or R code)", x, call)
+  if (is.list(x) && all(vapply(x, function(size) is.numeric(size) && length(size) == 1L, TRUE))) {
+    x <- unlist(x)
   }
-  x
+  whole <- is.numeric(x) && length(x) && all(is.finite(x)) && all(x == trunc(x)) &&
+    all(x >= 1) && all(x <= .Machine$integer.max)
+  if (!whole) {
+    argument_error(name, "a vector of positive integers", x, call)
+  }
+  reticulate::tuple(as.list(as.integer(x)))
 }

@@ -2,7 +2,7 @@
 #'
 #' @param distribution A TensorFlow Probability distribution.
 #' @param sample_shape The shape of the samples: `list()` (the default) for a
-#'   single draw, or a vector of whole numbers.
+#'   single draw, or a vector of positive integers.
 #' @param ... Further arguments to the distribution's `sample()` method, such
 #'   as `seed`.
 #' @return A tensor of samples, of shape `c(sample_shape, batch_shape,
@@ -13,17 +13,16 @@
 #' @export
 tfd_sample <- function(distribution, sample_shape = list(), ...) {
   call <- sys.call()
-  if (!is.list(sample_shape) || length(sample_shape)) {
-    sample_shape <- as_shape(sample_shape, "sample_shape", call)
-  }
+  sample_shape <- as_sample_shape(sample_shape, "sample_shape", call)
   with_r_errors(distribution$sample(sample_shape = sample_shape, ...), call)
 }
 
 #' Kullback-Leibler divergence between two distributions
 #'
 #' Computes `KL(distribution || other)`, analytically where TensorFlow
-#' Probability knows it. For the default posteriors and priors of
-#' [layer_conv_3d_reparameterization()] it is the sum over every weight.
+#' Probability knows it. For the default posteriors and priors of the
+#' variational layers (such as [layer_dense_flipout()]) it is the sum over
+#' every weight.
 #'
 #' @param distribution,other TensorFlow Probability distributions.
 #' @param name Name prefixed to the operations created.

@@ -1,7 +1,11 @@
-#' tfprobr: Bayesian 3-D convolution from TensorFlow Probability on Keras 3
+#' tfprobr: TensorFlow Probability's variational layers on Keras 3
 #'
-#' `layer_conv_3d_reparameterization()` with the documented tfprobability API,
-#' working on TensorFlow 2.21, Keras 3 and TensorFlow Probability 0.25, plus
+#' The variational (Bayesian) dense and convolution layers of tfprobability,
+#' with its documented API, working on TensorFlow 2.21, Keras 3 and TensorFlow
+#' Probability 0.25: [layer_dense_reparameterization()],
+#' [layer_dense_flipout()], [layer_dense_local_reparameterization()],
+#' `layer_conv_1d_*()`, `layer_conv_2d_*()` and `layer_conv_3d_*()` with the
+#' same three estimators (such as [layer_conv_2d_flipout()]), plus
 #' [layer_stack()], [add_layer()] and [as_keras_model()] to compose layers
 #' with `|>` (or keras3's `%>%`), beside keras3's own layers and models.
 #'

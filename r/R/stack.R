@@ -1,9 +1,10 @@
 #' A pipe-friendly stack of Keras 3 layers
 #'
-#' `layer_stack()` starts an immutable stack of layers. Piping it into
-#' [layer_conv_3d_reparameterization()] or [add_layer()] returns a new stack
-#' with one more layer (the old one is unchanged), and [as_keras_model()]
-#' turns it into a Keras 3 `Sequential` model. Both `%>%` and `|>` work.
+#' `layer_stack()` starts an immutable stack of layers. Piping it into a
+#' variational layer (such as [layer_conv_3d_reparameterization()]) or
+#' [add_layer()] returns a new stack with one more layer (the old one is
+#' unchanged), and [as_keras_model()] turns it into a Keras 3 `Sequential`
+#' model. Both `%>%` and `|>` work.
 #'
 #' @param input_shape One example's shape, without the batch dimension, such
 #'   as `c(16, 16, 16, 1)`; `NA` for an unknown size. `NULL` leaves the model
@@ -22,25 +23,19 @@
 #' @export
 layer_stack <- function(input_shape = NULL, ..., name = NULL) {
   call <- sys.call()
-  layers <- list(...)
-  for (layer in layers) {
-    check_layer(layer, call)
-  }
-  input_shape <- as_shape(input_shape, "input_shape", call)
-  if (!is.null(name) && (!is.character(name) || length(name) != 1L || is.na(name))) {
-    argument_error("name", "a string or NULL", name, call)
-  }
+  layers <- lapply(list(...), as_python_value, name = "layers", call = call)
   with_r_errors(
-    bridge$LayerStack(input_shape = input_shape, name = name, layers = layers),
+    bridge$LayerStack(input_shape = as_shape(input_shape, "input_shape", call),
+                      name = as_python_value(name, "name", call), layers = layers),
     call
   )
 }
 
 #' Add any Keras 3 layer to a stack, a model or a tensor
 #'
-#' Composes `layer` with `object` the way [layer_conv_3d_reparameterization()]
-#' does, so that any Keras 3 layer (such as keras3's `layer_*()` give) can join
-#' a stack.
+#' Composes `layer` with `object` the way the variational layers (such as
+#' [layer_conv_3d_reparameterization()]) do, so that any Keras 3 layer (such
+#' as keras3's `layer_*()` give) can join a stack.
 #'
 #' @param object `NULL`, a layer stack, a Keras 3 `Sequential` model, or a
 #'   tensor or array (see [layer_conv_3d_reparameterization()]).
@@ -54,11 +49,8 @@ layer_stack <- function(input_shape = NULL, ..., name = NULL) {
 #' @export
 add_layer <- function(object, layer) {
   call <- sys.call()
-  check_layer(layer, call)
-  if (missing(object)) {
-    object <- NULL
-  }
-  with_r_errors(bridge$add_layer(object, layer), call)
+  object <- if (missing(object)) NULL else as_python_value(object, "object", call, na_ok = TRUE)
+  with_r_errors(bridge$add_layer(object, as_python_value(layer, "layer", call)), call)
 }
 
 #' A Keras 3 model from a layer stack
@@ -83,11 +75,4 @@ as_keras_model <- function(object) {
   }
   argument_error("object", "a layer stack (from layer_stack()) or a Keras 3 model",
                  object, call)
-}
-
-check_layer <- function(layer, call) {
-  if (!inherits(layer, "keras.src.layers.layer.Layer")) {
-    argument_error("layer", "a Keras 3 layer (such as layer_dense(units = 10))",
-                   layer, call)
-  }
 }

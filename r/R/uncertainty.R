@@ -28,11 +28,12 @@ predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples
                        verbose = "auto") {
   call <- sys.call()
   with_r_errors(bridge$predict_mc(
-    model, x,
-    n_samples = as_count(n_samples, "n_samples", call),
-    batch_size = as_count(batch_size, "batch_size", call),
-    return_samples = as_flag(return_samples, "return_samples", call),
-    verbose = as_verbose(verbose)
+    as_python_value(model, "model", call),
+    as_python_value(x, "x", call, na_ok = TRUE),
+    n_samples = as_integer(as_python_value(n_samples, "n_samples", call)),
+    batch_size = as_integer(as_python_value(batch_size, "batch_size", call)),
+    return_samples = as_python_value(return_samples, "return_samples", call),
+    verbose = as_integer(as_python_value(verbose, "verbose", call))
   ), call)
 }
 
@@ -50,7 +51,8 @@ predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples
 #'
 #' @param num_examples Positive number: training examples per epoch.
 #' @return A divergence function for `kernel_divergence_fn` or
-#'   `bias_divergence_fn` of [layer_conv_3d_reparameterization()].
+#'   `bias_divergence_fn` of the variational layers (such as
+#'   [layer_conv_3d_reparameterization()]).
 #' @examples
 #' layer <- layer_conv_3d_reparameterization(
 #'   filters = 2, kernel_size = 3,
@@ -60,10 +62,10 @@ predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples
 #' @export
 scaled_kl_divergence_fn <- function(num_examples) {
   call <- sys.call()
-  if (!is.numeric(num_examples) || length(num_examples) != 1L || is.na(num_examples)) {
-    argument_error("num_examples", "a positive number", num_examples, call)
-  }
-  with_r_errors(bridge$scaled_kl_divergence_fn(num_examples), call)
+  with_r_errors(
+    bridge$scaled_kl_divergence_fn(as_python_value(num_examples, "num_examples", call)),
+    call
+  )
 }
 
 #' A real brain MRI: the MNI ICBM152 template with grey/white/other labels
@@ -87,7 +89,9 @@ scaled_kl_divergence_fn <- function(num_examples) {
 load_mni152_tissue <- function(downsample = 3) {
   call <- sys.call()
   with_r_errors(
-    bridge$load_mni152_tissue(downsample = as_count(downsample, "downsample", call)),
+    bridge$load_mni152_tissue(
+      downsample = as_integer(as_python_value(downsample, "downsample", call))
+    ),
     call
   )
 }

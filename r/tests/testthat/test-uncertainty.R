@@ -9,7 +9,7 @@ test_that("predict_mc returns R arrays of the mean and standard deviation", {
   kept <- predict_mc(model, volumes(2, 4), n_samples = 5, return_samples = TRUE)
   expect_equal(dim(kept$samples), c(5L, 2L, 4L, 4L, 4L, 2L))
   expect_equal(kept$mean, apply(kept$samples, 2:6, mean), tolerance = 1e-5)
-  expect_error(predict_mc(model, volumes(1, 4), n_samples = 0), "`n_samples` must be a positive whole number")
+  expect_error(predict_mc(model, volumes(1, 4), n_samples = 0), "^`n_samples` must be a positive integer\\. Received: n_samples=0$")
 })
 
 test_that("scaled_kl_divergence_fn divides the KL and saves with the model", {
