@@ -119,6 +119,7 @@ demo-python: setup
 bench: setup
 	cd bench && ../$(PYTHON) train_step.py
 	cd bench && ../$(PYTHON) predict.py
+	cd bench && ../$(PYTHON) family.py
 	cd bench && Rscript r_side.R
 	cd bench && ../$(PYTHON) report.py
 
