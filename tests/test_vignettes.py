@@ -50,6 +50,7 @@ def test_r_vignette_renders_html_with_figures_and_summary(tmp_path):
     assert _finite_numbers(summary)
     assert 0 <= summary["accuracy"]["bayesian"] <= 1
     assert (tmp_path / "bayesian.keras").exists()
+    _assert_uncertainty_toolkit(summary, tmp_path / "figures")
 
     printed = subprocess.run(
         [sys.executable, str(VIGNETTES / "summary.py"), str(tmp_path)],
