@@ -47,7 +47,7 @@ def calibration(probabilities, labels, n_bins=15):
     >>> from tfprobr_bridge import calibration
     >>> probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.45, 0.55]])
     >>> result = calibration(probabilities, np.array([0, 1, 1, 0, 0]), n_bins=4)
-    >>> result["bins"]["count"].tolist()  # Confidences 0.9 0.8 | 0.7 0.6 0.55
+    >>> result["bins"]["count"].tolist()  # Confidences 0.7 0.6 0.55 | 0.9 0.8
     [0, 0, 3, 2]
     >>> result["bins"]["accuracy"].round(3).tolist()  # 2 of 3 right | 1 of 2 right
     [nan, nan, 0.667, 0.5]
