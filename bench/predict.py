@@ -4,6 +4,9 @@ One forward pass: ``model(x)`` eagerly, as a user calls it, for ours, TFP's
 class and a deterministic Conv3D. Monte Carlo: ``predict_mc(model, x, 30)``
 vs the loop a TFP user writes today, ``[model(x) for _ in range(30)]`` (then
 mean and std), on our model; the same loop on TFP's model for reference.
+Classifier summaries: ``predict_mc(..., classifier=True)`` (entropies and
+mutual information too) vs plain ``predict_mc`` on a voxelwise 3-class
+segmenter, where the summaries have the most to compute.
 
     python bench/predict.py [--rounds 7]
 """
@@ -16,8 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import keras  # noqa: E402
+
 import harness  # noqa: E402
 import models  # noqa: E402
+from tfprobr_bridge import Conv3DReparameterization  # noqa: E402
 from tfprobr_bridge import predict_mc  # noqa: E402
 
 SAMPLES = 30
@@ -26,6 +32,16 @@ SAMPLES = 30
 def loop(model, x):
     draws = np.stack([np.asarray(model(x)) for _ in range(SAMPLES)])
     return draws.mean(axis=0), draws.std(axis=0)
+
+
+def segmenter(size):
+    """Two Bayesian conv layers and a softmax over 3 classes at every voxel."""
+    return keras.Sequential([
+        keras.Input((size, size, size, 1)),
+        Conv3DReparameterization(8, 3, padding="same", activation="relu"),
+        Conv3DReparameterization(3, 3, padding="same"),
+        keras.layers.Softmax(),
+    ])
 
 
 def main():
@@ -49,6 +65,25 @@ def main():
             },
             args.rounds, warmup=1,
         )
+        segmentation = segmenter(size)
+        summaries = harness.interleave(
+            {
+                "classifier": lambda: predict_mc(segmentation, x, n_samples=SAMPLES,
+                                                 batch_size=batch, classifier=True, verbose=0),
+                "plain": lambda: predict_mc(segmentation, x, n_samples=SAMPLES,
+                                            batch_size=batch, verbose=0),
+            },
+            args.rounds * 3, warmup=1,
+        )
+        for name, values in summaries.items():
+            summary = harness.summarise(values)
+            rows.append({"input": f"{size}^3 x {batch}", "task": "30 MC samples, 3-class segmenter",
+                         "contender": {"classifier": "predict_mc(classifier=True)",
+                                       "plain": "predict_mc()"}[name], "key": f"summaries_{name}",
+                         "median_ms": summary["median"], "min_ms": summary["min"],
+                         "max_ms": summary["max"],
+                         "ratio": harness.paired_ratio(values, summaries["plain"]),
+                         "ratio_to": "predict_mc()"})
         for name, values in single.items():
             summary = harness.summarise(values)
             rows.append({"input": f"{size}^3 x {batch}", "task": "one forward pass",
