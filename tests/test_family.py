@@ -677,8 +677,8 @@ def test_factories_require_the_size_argument(member):
     if member.is_conv:
         with pytest.raises(TypeError, match=r"^`filters` is required: a positive integer"):
             member.factory(kernel_size=2)
-        with pytest.raises(TypeError, match=r"^`kernel_size` is required: .*"
-                                            rf"list of 1 or {member.rank} positive"):
+        sizes = "1 positive integer" if member.rank == 1 else f"1 or {member.rank} positive"
+        with pytest.raises(TypeError, match=rf"^`kernel_size` is required: .*list of {sizes}"):
             member.factory(filters=2)
     else:
         with pytest.raises(TypeError, match=r"^`units` is required: a positive integer"):
