@@ -55,7 +55,10 @@ create_variational_layer <- function(class_name) {
   object <- if (is_missing("object")) NULL else value_of("object")
   object <- as_python_value(object, "object", call, na_ok = !is.null(dim(object)))
   with_r_errors(
-    bridge$create_layer(reticulate::py_get_attr(bridge, class_name), object, args),
+    # py_call on the attribute: `bridge$create_layer` would wrap the Python
+    # function as an R function (reading its signature) on every call.
+    reticulate::py_call(reticulate::py_get_attr(bridge, "create_layer"),
+                        reticulate::py_get_attr(bridge, class_name), object, args),
     call, given
   )
 }
