@@ -29,11 +29,10 @@ _ACCEPTED_OBJECTS = (
 
 # What a required argument is, for the error when it is missing.
 _REQUIRED = {
-    "filters": "a positive integer, the number of output channels",
-    "units": "a positive integer, the number of output features",
-    "kernel_size": "a positive integer or a list of 1 or {rank} positive integers",
+    "filters": lambda rank: "a positive integer, the number of output channels",
+    "units": lambda rank: "a positive integer, the number of output features",
+    "kernel_size": _validation.positive_integer_tuple_expected,
 }
-_REQUIRED_RANK_1 = {"kernel_size": "a positive integer or a list of 1 positive integer"}
 
 
 def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
@@ -71,9 +70,7 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     for name, parameter in parameters.items():
         if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD:
             if arguments.get(name) is None:
-                rank = getattr(cls, "rank", None)
-                expected = (_REQUIRED_RANK_1 if rank == 1 else _REQUIRED)
-                expected = expected.get(name, _REQUIRED[name]).format(rank=rank)
+                expected = _REQUIRED[name](getattr(cls, "rank", None))
                 raise TypeError(f"`{name}` is required: {expected}. Received: {name}=None")
     keywords = {key: arguments.pop(key) for key in list(arguments) if key not in parameters}
     if "trainable" in keywords or "trainable" in arguments:

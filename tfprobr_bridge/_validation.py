@@ -86,13 +86,16 @@ def _is_number(value):
     return isinstance(value, numbers.Real)
 
 
+def positive_integer_tuple_expected(rank):
+    """What ``positive_integer_tuple`` accepts, in the words of its errors."""
+    if rank > 1:
+        return f"a positive integer or a list of 1 or {rank} positive integers"
+    return "a positive integer or a list of 1 positive integer"
+
+
 def positive_integer_tuple(value, rank, name):
     """A tuple of ``rank`` integers >= 1, from a scalar or a sequence of 1 or ``rank``."""
-    expected = (
-        f"a positive integer or a list of 1 or {rank} positive integers"
-        if rank > 1
-        else "a positive integer or a list of 1 positive integer"
-    )
+    expected = positive_integer_tuple_expected(rank)
     items = _as_sequence(value)
     if items is None:
         items = [value]
