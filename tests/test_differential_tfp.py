@@ -319,6 +319,13 @@ def test_posterior_mean_outputs(row, bias):
 CALLS = 300
 COPIES = 8
 Z = 5.0
+# Per-output variance and covariance estimates are means of quadratic forms of
+# one kernel draw per call: positive, skewed, so their t-statistic has a long
+# lower tail. A correct layer's worst output over a case passed 5 standard
+# errors in 1 of 50 streams swept; such per-output checks use 6, the pooled
+# variance ratio (no skew to speak of) keeps 5.
+Z_SKEWED = 6.0
+SKEWED = ("variance", "covariance")
 
 
 def draws(layer, x):
@@ -352,12 +359,12 @@ def moments(y, mean, variance):
     }
 
 
-def assert_within(name, estimate, error, expected, expected_error=0.0):
-    """|estimate - expected| within Z standard errors (plus float32 rounding)."""
-    bound = Z * np.sqrt(error**2 + expected_error**2) + 1e-5 * (1.0 + np.abs(expected))
+def assert_within(name, estimate, error, expected, expected_error=0.0, z=Z):
+    """|estimate - expected| within ``z`` standard errors (plus float32 rounding)."""
+    bound = z * np.sqrt(error**2 + expected_error**2) + 1e-5 * (1.0 + np.abs(expected))
     deviation = np.abs(estimate - expected)
     assert np.all(deviation <= bound), (
-        f"{name}: worst deviation {np.max(deviation / bound) * Z:.1f} standard errors; "
+        f"{name}: worst deviation {np.max(deviation / bound) * z:.1f} standard errors; "
         f"estimate {estimate.ravel()[np.argmax(deviation / bound)]:.5g}, expected "
         f"{np.ravel(expected)[np.argmax(deviation / bound)]:.5g}"
     )
@@ -404,10 +411,11 @@ def test_monte_carlo_moments(row, bias):
     for name, value in expected.items():
         ours_estimate, ours_error = ours_moments[name]
         theirs_estimate, theirs_error = theirs_moments[name]
-        assert_within(f"ours, {name} vs analytic", ours_estimate, ours_error, value)
-        assert_within(f"TFP's, {name} vs analytic", theirs_estimate, theirs_error, value)
+        z = Z_SKEWED if name in SKEWED else Z
+        assert_within(f"ours, {name} vs analytic", ours_estimate, ours_error, value, z=z)
+        assert_within(f"TFP's, {name} vs analytic", theirs_estimate, theirs_error, value, z=z)
         assert_within(
-            f"ours vs TFP's, {name}", ours_estimate, ours_error, theirs_estimate, theirs_error
+            f"ours vs TFP's, {name}", ours_estimate, ours_error, theirs_estimate, theirs_error, z=z
         )
     # The test has power: one standard error is under 12% of each output's
     # variance, and under 4% for the pooled ratio.
@@ -473,8 +481,14 @@ def test_matches_tfp_shapes_outputs_and_kl(case):
             bias_posterior_fn=tfprobr_bridge.default_mean_field_normal_fn(),
             bias_prior_fn=tfprobr_bridge.default_multivariate_normal_fn,
         )
+    # Where a stride exceeds the input's extent, TF 2.21's CPU Conv3D returns
+    # uninitialised values (test_hostile_input has the hand-worked case) and
+    # TFP's layer passes them on; the stride clamped to the extent gives the
+    # same output shape and the correct values, so TFP is asked that.
+    spatial = input_shape[1:-1] if config["data_format"] == "channels_last" else input_shape[2:]
+    reference_strides = tuple(min(s, n) for s, n in zip(config["strides"], spatial))
     reference = tfp.layers.Convolution3DReparameterization(
-        **config,
+        **dict(config, strides=reference_strides),
         kernel_posterior_tensor_fn=fixed_tensor_fn,
         bias_posterior_tensor_fn=fixed_tensor_fn,
         **tfp_bias,

@@ -101,6 +101,27 @@ def test_a_huge_stride_acts_as_a_stride_of_the_input_size(padding, data_format):
     assert tuple(outputs.shape) == tuple(huge.compute_output_shape(x.shape))
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_stride_beyond_the_input_gives_the_correct_values(data_format):
+    # TF 2.21's CPU Conv3D (and Conv2D), strided beyond the input's extent
+    # with "same" padding, returns zeros or uninitialised memory for some
+    # positions; TFP's layers pass that on (found by the differential test).
+    # Width 1, kernel width 2, stride 2: "same" pads one zero after, so each
+    # output is x * 1 + 0 * 10 = x.
+    x = np.arange(1, 5, dtype="float32").reshape(2, 1, 2, 1, 1)
+    layer = Conv3DReparameterization(
+        1, (1, 1, 2), strides=(1, 1, 2), padding="same", data_format=data_format,
+        kernel_posterior_tensor_fn=lambda d: d.mean(),
+        bias_posterior_tensor_fn=lambda d: d.mean(),
+    )
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    layer.build(x.shape)
+    layer.kernel_posterior.distribution.loc.assign(np.reshape([1.0, 10.0], (1, 1, 2, 1, 1)))
+    layer.bias_posterior.distribution.loc.assign([0.0])
+    np.testing.assert_array_equal(layer(x).numpy(), x)
+
+
 def test_convolution_errors_at_call_are_value_errors_naming_the_arguments():
     layer = Conv3DReparameterization(2, 2, dilation_rate=531840307, padding="same")
     with pytest.raises(ValueError, match=r"rejected an input of shape \(2, 5, 6, 7, 1\).*dilation_rate="):

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfprobr_bridge import _validation
+from tfprobr_bridge import _ops, _validation
 
 tfd = tfp.distributions
 
@@ -209,6 +209,11 @@ def default_multivariate_normal_fn(dtype, shape, name, trainable, add_variable_f
 _SAMPLING_SEED = contextvars.ContextVar("tfprobr_sampling_seed", default=None)
 
 
+def current_sampling_seed():
+    """The SeedGenerator ``sample`` draws from now (None: TensorFlow's global state)."""
+    return _SAMPLING_SEED.get()
+
+
 @contextlib.contextmanager
 def sampling_seed(generator):
     """Within the block, ``sample`` draws from ``generator`` (a SeedGenerator or None)."""
@@ -225,12 +230,13 @@ def sample(distribution):
 
     For the default posteriors (a ``Normal`` or a ``Deterministic``, or an
     ``Independent`` wrapping one) the draw is made directly, ``loc + scale * eps`` with
-    ``eps ~ N(0, 1)`` (or ``loc``): the same reparameterized sample TFP draws,
+    ``eps ~ N(0, 1)`` (:func:`_ops.standard_normal`; or ``loc``): the same
+    reparameterized sample TFP draws,
     with fewer graph ops on the training step's hot path. Any other
     distribution is sampled by TFP. Inside a layer built with ``seed=``, draws
     come from that layer's own seed generator, so they repeat run after run.
     """
-    generator = _SAMPLING_SEED.get()
+    generator = current_sampling_seed()
     inner = (
         distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
     )
@@ -240,11 +246,7 @@ def sample(distribution):
         loc = tf.convert_to_tensor(inner.loc)
         scale = tf.convert_to_tensor(inner.scale)
         shape = tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))
-        if generator is None:
-            noise = tf.random.normal(shape, dtype=loc.dtype)
-        else:
-            noise = keras.random.normal(shape, dtype=loc.dtype, seed=generator)
-        return loc + scale * noise
+        return loc + scale * _ops.standard_normal(shape, loc.dtype, generator)
     if generator is None:
         return distribution.sample()
     return distribution.sample(seed=tf.cast(generator.next(), tf.int32))

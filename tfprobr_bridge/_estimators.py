@@ -7,7 +7,7 @@ the rank shim supplies ``_linear`` (a convolution or a matrix product) and
 
 import tensorflow as tf
 
-from tfprobr_bridge import _ops
+from tfprobr_bridge import _defaults, _ops
 from tfprobr_bridge._defaults import tfd
 
 
@@ -82,9 +82,17 @@ class LocalReparameterization:
         output_variance = self._linear(tf.square(inputs), variance_kernel)
         # Where every input in a window is zero (padding, background) the
         # variance is 0 and sqrt's gradient infinite; the floor keeps it finite.
-        output_scale = tf.sqrt(tf.maximum(output_variance, _variance_floor(dtype)))
+        floor = _variance_floor(dtype)
+        output_scale = tf.sqrt(tf.maximum(output_variance, floor))
         affine = tfd.Normal(loc=output_mean, scale=output_scale)
-        outputs = self.kernel_posterior_tensor_fn(affine)
+        if self.kernel_posterior_tensor_fn is _defaults.sample:
+            # The default draw, with the draw and its gradient fused (the hot path).
+            noise = _ops.standard_normal(
+                tf.shape(output_mean), dtype, _defaults.current_sampling_seed()
+            )
+            outputs = _ops.normal_with_scale_gradient(output_mean, output_variance, noise, floor)
+        else:
+            outputs = self.kernel_posterior_tensor_fn(affine)
         self._record(affine=affine, affine_tensor=outputs)
         return tf.cast(outputs, dtype)
 

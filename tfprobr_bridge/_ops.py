@@ -6,8 +6,10 @@ reads like the papers (as Keras keeps them in ``ops.conv`` and its backend).
 Knows nothing of layers, distributions or R.
 """
 
+import math
 import re
 
+import keras
 import tensorflow as tf
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -49,8 +51,9 @@ def conv(inputs, kernel, strides, padding, data_format, dilation_rate, native_ch
     first_spatial = 1 if channels_last else 2
     sizes = inputs.shape[first_spatial : first_spatial + rank]
     # A stride beyond the input's size gives one output position, exactly as a
-    # stride equal to it does; TF's CPU Conv3D aborts the process on strides
-    # near 2**29 (TF 2.21), so use the smaller one.
+    # stride equal to it does; TF 2.21's CPU convolution aborts the process on
+    # strides near 2**29 and, with "same" padding, returns uninitialised values
+    # for some positions on any stride beyond the size, so use the smaller one.
     strides = tuple(
         stride if size is None else min(stride, max(int(size), 1))
         for stride, size in zip(strides, sizes)
@@ -133,6 +136,56 @@ def rademacher(shape, dtype, seed_generator=None):
         seed = tf.cast(seed_generator.next(), tf.int32)
         bits = tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=2, dtype=tf.int32)
     return tf.cast(2 * bits - 1, dtype)
+
+
+def standard_normal(shape, dtype, seed_generator=None):
+    """Independent ``N(0, 1)`` numbers of ``shape`` (a shape tensor), by Box and Muller (1958).
+
+    TensorFlow's ``random.normal`` (on CPU, v2.21) costs about three times its
+    ``random.uniform`` per number: it transforms each pair of uniforms one
+    scalar at a time. Here the pair ``(u, v)`` becomes
+    ``sqrt(-2 log(1 - u)) * (cos 2 pi v, sin 2 pi v)`` with vectorised ops, half
+    the time of ``random.normal`` for a million numbers (``make bench``). ``1 - u``
+    lies in ``(0, 1]``, so the radius is finite; with float32's 2**-23 steps it
+    reaches 5.6 standard deviations, as TensorFlow's own normal does. Computed
+    in float32 (float64 for float64). Seeding as in :func:`rademacher`.
+    """
+    dtype = tf.as_dtype(dtype)
+    work = tf.float64 if dtype == tf.float64 else tf.float32
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    size = tf.reduce_prod(shape)
+    pairs = tf.stack([2, (size + 1) // 2])
+    if seed_generator is None:
+        uniform = tf.random.uniform(pairs, dtype=work)
+    else:
+        uniform = keras.random.uniform(pairs, dtype=work.name, seed=seed_generator)
+    radius = tf.sqrt(-2.0 * tf.math.log(1.0 - uniform[0]))
+    angle = (2.0 * math.pi) * uniform[1]
+    normal = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
+    return tf.cast(tf.reshape(normal[:size], shape), dtype)
+
+
+def normal_with_scale_gradient(mean, variance, noise, floor):
+    """``mean + sqrt(max(variance, floor)) * noise``, with its gradient in one step.
+
+    Local reparameterization's output draw. TensorFlow would differentiate
+    the chain op by op (product, square root, maximum), each a pass over the
+    outputs; the gradient w.r.t. ``variance`` is ``noise / (2 * scale)`` where
+    ``variance > floor`` and 0 elsewhere, precomputed with the draw.
+    """
+
+    @tf.custom_gradient
+    def draw(mean, variance):
+        scale = tf.sqrt(tf.maximum(variance, floor))
+        outputs = mean + scale * noise
+        slope = tf.where(variance > floor, noise / (2.0 * scale), tf.zeros_like(noise))
+
+        def gradient(upstream):
+            return upstream, upstream * slope
+
+        return outputs, gradient
+
+    return draw(mean, variance)
 
 
 def with_context(error, context):
