@@ -460,6 +460,31 @@ def test_first_called_inside_a_custom_training_step(member, rng):
     assert_kl_terms(model.losses, 2)
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("member", EACH_CLASS)
+def test_trains_under_a_mixed_precision_policy(member, policy, rng):
+    # Each estimator computes in half precision with float32 variables: the
+    # draws (made in float32, then cast), the variance floor of local
+    # reparameterization (float16's smallest normal) and its fused gradient.
+    keras.config.set_dtype_policy(policy)
+    try:
+        bayes = member.layer(**BAYESIAN_BIAS)
+        model = keras.Sequential([bayes, *member.head()[:-1], keras.layers.Dense(1, dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert bayes.compute_dtype == policy.split("_")[1] and bayes.variable_dtype == "float32"
+    x = with_zero_regions(member.inputs(rng, batch=2 * BATCH), member, "channels_last")
+    y = rng.standard_normal((2 * BATCH, 1)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model(x[:1])
+    before = snapshot(bayes)
+    history = model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert_all_moved(before, bayes, 4)
+    assert bayes(x).dtype == policy.split("_")[1]
+    assert_kl_terms(model.losses, 2)
+
+
 MIRRORED_SCRIPT = """
 import json
 import sys
