@@ -10,7 +10,6 @@ Knows nothing of layers, distributions or R.
 import math
 import re
 
-import keras
 import tensorflow as tf
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -131,12 +130,17 @@ def rademacher(shape, dtype, seed_generator=None):
     layer repeats them run after run; without one, from TensorFlow's global
     random state (``tf.random.set_seed`` / ``keras.utils.set_random_seed``).
     """
-    if seed_generator is None:
-        bits = tf.random.uniform(shape, minval=0, maxval=2, dtype=tf.int32)
-    else:
-        seed = tf.cast(seed_generator.next(), tf.int32)
-        bits = tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=2, dtype=tf.int32)
+    bits = _uniform(shape, tf.int32, 2, seed_generator)
     return tf.cast(2 * bits - 1, dtype)
+
+
+def _uniform(shape, dtype, maxval, seed_generator):
+    """Uniform numbers in ``[0, maxval)``: from ``seed_generator``'s stream when
+    given (a seeded layer repeats them), else from TensorFlow's global state."""
+    if seed_generator is None:
+        return tf.random.uniform(shape, maxval=maxval, dtype=dtype)
+    seed = tf.cast(seed_generator.next(), tf.int32)
+    return tf.random.stateless_uniform(shape, seed=seed, maxval=maxval, dtype=dtype)
 
 
 def standard_normal(shape, dtype, seed_generator=None):
@@ -150,17 +154,14 @@ def standard_normal(shape, dtype, seed_generator=None):
     2-core CPU). ``1 - u``
     lies in ``(0, 1]``, so the radius is finite; with float32's 2**-23 steps it
     reaches 5.6 standard deviations, as TensorFlow's own normal does. Computed
-    in float32 (float64 for float64). Seeding as in :func:`rademacher`.
+    in float32 (float64 for float64). Seeding as in :func:`rademacher` (both draw through ``_uniform``).
     """
     dtype = tf.as_dtype(dtype)
     work = tf.float64 if dtype == tf.float64 else tf.float32
     shape = tf.convert_to_tensor(shape, tf.int32)
     size = tf.reduce_prod(shape)
     pairs = tf.stack([2, (size + 1) // 2])
-    if seed_generator is None:
-        uniform = tf.random.uniform(pairs, dtype=work)
-    else:
-        uniform = keras.random.uniform(pairs, dtype=work.name, seed=seed_generator)
+    uniform = _uniform(pairs, work, 1, seed_generator)
     radius = tf.sqrt(-2.0 * tf.math.log(1.0 - uniform[0]))
     angle = (2.0 * math.pi) * uniform[1]
     normal = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
