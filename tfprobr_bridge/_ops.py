@@ -151,10 +151,11 @@ def standard_normal(shape, dtype, seed_generator=None):
     scalar at a time. Here the pair ``(u, v)`` becomes
     ``sqrt(-2 log(1 - u)) * (cos 2 pi v, sin 2 pi v)`` with vectorised ops, half
     the time of ``random.normal`` for a million numbers (2.9 against 5.7 ms on a
-    2-core CPU). ``1 - u``
-    lies in ``(0, 1]``, so the radius is finite; with float32's 2**-23 steps it
-    reaches 5.6 standard deviations, as TensorFlow's own normal does. Computed
-    in float32 (float64 for float64). Seeding as in :func:`rademacher` (both draw through ``_uniform``).
+    2-core CPU). ``1 - u`` lies in ``(0, 1]``, so the radius is finite; with
+    float32's 2**-23 steps it reaches 5.6 standard deviations, as TensorFlow's
+    own normal does. Computed
+    in float32 (float64 for float64). Seeding as in :func:`rademacher` (both
+    draw through ``_uniform``).
     """
     dtype = tf.as_dtype(dtype)
     work = tf.float64 if dtype == tf.float64 else tf.float32
