@@ -14,19 +14,24 @@ BASE_PYTHON ?= python3
 DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-testthat \
 	r-cran-knitr r-cran-rmarkdown r-cran-magrittr r-cran-roxygen2 pandoc \
 	r-cran-backports r-cran-base64enc r-cran-cli r-cran-fastmap r-cran-generics r-cran-glue \
-	r-cran-here r-cran-jsonlite r-cran-lifecycle r-cran-png r-cran-processx r-cran-ps r-cran-r6 \
+	r-cran-here r-cran-jsonlite r-cran-lifecycle r-cran-matrix r-cran-png r-cran-processx r-cran-ps r-cran-r6 \
 	r-cran-rappdirs r-cran-rcpp r-cran-rcpptoml r-cran-rlang r-cran-rprojroot r-cran-rstudioapi \
 	r-cran-tidyselect r-cran-vctrs r-cran-whisker r-cran-withr r-cran-yaml r-cran-zeallot
-# R's current TensorFlow stack, from the local CRAN-like repository beside the
-# project when there is one (CRAN cannot be reached here), else the user's CRAN.
-R_STACK := reticulate=1.42 tensorflow=2.16 keras3=1.5
-R_CRAN ?= $(abspath ../shared/r-cran)
+# What r/DESCRIPTION asks for beyond Debian's packages: R's current TensorFlow
+# stack (reticulate, tensorflow, keras3), from the local CRAN-like repository
+# beside the project when there is one (CRAN cannot be reached here), else the
+# user's CRAN. tests/test_install_closure.py checks that these two sources
+# cover everything R needs.
+export R_CRAN ?= $(abspath ../shared/r-cran)
 R_STACK_STAMP := $(VENV)/.r-stack-installed
 R_STAMP := $(VENV)/.tfprobr-r-installed
-R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd)
-# The Python package ships inside the R package (install_tfprobr() installs it).
-SHIPPED_PYTHON := r/inst/python
-PYTHON_SOURCES := pyproject.toml README.md $(wildcard tfprobr_bridge/*.py)
+# The Python package ships inside the R package as a wheel, committed, so that
+# an R package installed from the repository's files can install its Python
+# side (install_tfprobr()). `make r-wheel` rebuilds it after a change to
+# tfprobr_bridge/; tests/test_packaging.py fails until then.
+SHIPPED_WHEEL_DIR := r/inst/python
+R_SOURCES := r/DESCRIPTION r/NAMESPACE $(wildcard r/R/*.R) $(wildcard r/man/*.Rd) \
+	$(wildcard $(SHIPPED_WHEEL_DIR)/*.whl)
 CHECK_DIR := build/r-check
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
@@ -36,13 +41,18 @@ export TFPROBR_VENV := $(abspath $(VENV))
 # environment, no download.
 export RETICULATE_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: help setup r-venv-check test test-python test-r check-r demo demo-python bench clean
+.PHONY: help debian-packages r-wheel setup r-venv-check test test-python test-r check-r demo demo-python bench clean
 
 help:
 	@echo "make test   set up everything, then run every test"
 	@echo "make demo   set up everything, then render the brain-MRI study (out/demo/)"
 	@echo "make demo-python  the same study in Python (out/demo-python/)"
 	@echo "make bench  compare this layer with TFP's own class (writes bench/results/)"
+	@echo "make r-wheel  rebuild the Python wheel the R package ships (after changing tfprobr_bridge/)"
+	@echo "make debian-packages  list the Debian packages set-up installs"
+
+debian-packages:
+	@echo $(DEBIAN_PACKAGES)
 
 # Debian's R (CRAN is not reachable): rpy2 in the test extra builds against it.
 $(SYSTEM_STAMP): Makefile
@@ -64,19 +74,18 @@ $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,demo]'
 	@touch $@
 
-$(R_STACK_STAMP): $(SYSTEM_STAMP) tools/install_r_stack.R
-	Rscript tools/install_r_stack.R $(R_CRAN) $(R_STACK)
+$(R_STACK_STAMP): $(SYSTEM_STAMP) tools/install_r_stack.R r/DESCRIPTION
+	Rscript tools/install_r_stack.R $(R_CRAN) r/DESCRIPTION
 	@touch $@
 
-$(SHIPPED_PYTHON)/.copied: $(PYTHON_SOURCES)
-	rm -rf $(SHIPPED_PYTHON) && mkdir -p $(SHIPPED_PYTHON)
-	cp -r pyproject.toml README.md tfprobr_bridge $(SHIPPED_PYTHON)/
-	find $(SHIPPED_PYTHON) -name __pycache__ -prune -exec rm -rf {} +
-	@touch $@
-
-$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP) $(SHIPPED_PYTHON)/.copied
+$(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP)
 	R CMD INSTALL --no-multiarch r
 	@touch $@
+
+# A fixed timestamp makes the wheel's bytes depend on its contents alone.
+r-wheel: $(PYTHON_STAMP)
+	rm -f $(SHIPPED_WHEEL_DIR)/*.whl
+	SOURCE_DATE_EPOCH=315532800 $(PYTHON) -m build --wheel --outdir $(SHIPPED_WHEEL_DIR) .
 
 # Another checkout may have reinstalled tfprobr for its own venv: then redo it.
 r-venv-check: $(R_STACK_STAMP)

@@ -138,13 +138,22 @@ python_missing_error <- function(module) {
                "'), which is not installed for ", python, ".")
       }
     }
-    install <- if (missing %in% names(pip_packages)) {
+    restart <- restart_advice()
+    install <- if (!is.null(restart)) {
+      restart
+    } else if (missing %in% names(pip_packages)) {
       paste0("Install it with `", python, " -m pip install '", pip_packages[[missing]], "'`, ",
              "or run `make setup` in the tfprobr_bridge repository")
     } else {
       paste0("Run `tfprobr::install_tfprobr()` (a virtual environment r-tfprobr), ",
              "`make setup` in the tfprobr_bridge repository, or `", python,
-             " -m pip install '", python_package_source() %||% "<tfprobr_bridge repository>", "'`")
+             " -m pip install '", python_package_source() %||% "tfprobr_bridge", "'`")
+    }
+    if (!is.null(restart)) {
+      stop(structure(
+        class = c("tfprobr_python_missing", "error", "condition"),
+        list(message = paste(problem, restart), call = NULL)
+      ))
     }
     stop(structure(
       class = c("tfprobr_python_missing", "error", "condition"),
@@ -246,20 +255,38 @@ python_module <- function(name) {
   module
 }
 
-# The Python package to install: shipped inside the R package (`make` copies
-# it into inst/python), or the repository the package was installed from.
+# The Python package to install: the wheel that ships inside the R package
+# (inst/python, built from tfprobr_bridge/ by `make r-wheel` and committed).
 python_package_source <- function() {
   shipped <- system.file("python", package = "tfprobr")
-  if (nzchar(shipped) && file.exists(file.path(shipped, "pyproject.toml"))) {
-    return(shipped)
+  wheels <- if (nzchar(shipped)) Sys.glob(file.path(shipped, "tfprobr_bridge-*.whl")) else character()
+  if (length(wheels)) wheels[[length(wheels)]] else NULL
+}
+
+# When this session's Python started before the Python tfprobr now chooses
+# existed (install_tfprobr() ran after a failed first call), only a restart
+# helps: a running R session cannot change its Python.
+restart_advice <- function() {
+  if (!reticulate::py_available(initialize = FALSE)) {
+    return(NULL)
   }
-  if (nzchar(install_time_venv)) {
-    repository <- dirname(install_time_venv)
-    if (file.exists(file.path(repository, "pyproject.toml"))) {
-      return(repository)
-    }
+  choice <- python_choice()
+  running <- reticulate::py_exe()
+  if (is.null(choice$python) || !file.exists(choice$python) ||
+      same_python(choice$python, running)) {
+    return(NULL)
   }
-  NULL
+  paste0("This R session already runs the Python at ", running, ", not ", choice$python,
+         " (", choice$source, "), which tfprobr now chooses, and a running R session cannot ",
+         "change its Python. Restart R (in RStudio: Session > Restart R) and call tfprobr again.")
+}
+
+# Two Pythons are the same when they live in the same folder: a virtual
+# environment's python is a link to its base Python, so the links are not
+# followed.
+same_python <- function(a, b) {
+  identical(normalizePath(dirname(a), mustWork = FALSE),
+            normalizePath(dirname(b), mustWork = FALSE))
 }
 
 choose_python <- function() {
@@ -284,8 +311,14 @@ choose_python <- function() {
 #' then uses; see "Finding Python" in [tfprobr-package]) with the Python
 #' package `tfprobr_bridge` and what it needs (TensorFlow, TensorFlow
 #' Probability, Keras 3, tf-keras), as `keras3::install_keras()` does for
-#' Keras. The Python package ships inside the R package, so nothing is needed
-#' from outside but the Python package index (or a local mirror pip knows).
+#' Keras. The Python package ships inside the R package (as a wheel), so
+#' nothing is needed from outside but the Python package index for its
+#' dependencies (or a local mirror pip knows).
+#'
+#' Python cannot be changed in a running R session: if Python has already
+#' started (a call to tfprobr or keras3 did it), `install_tfprobr()` installs
+#' and then warns that R must be restarted before tfprobr can use the new
+#' environment.
 #'
 #' @param envname The name of the virtual environment, or a path.
 #' @param ... Passed on to [reticulate::virtualenv_install()], such as
@@ -312,8 +345,20 @@ install_tfprobr <- function(envname = "r-tfprobr", ..., extra_packages = NULL,
     stop(structure(
       class = c("tfprobr_python_missing", "error", "condition"),
       list(message = paste0("This installation of tfprobr has no copy of the Python package ",
-                            "tfprobr_bridge to install. Reinstall tfprobr from its repository ",
-                            "with `make setup`."), call = call)
+                            "tfprobr_bridge to install (a wheel in ",
+                            file.path(system.file(package = "tfprobr"), "python"), "). ",
+                            "Reinstall tfprobr from its repository's r/ folder."), call = call)
+    ))
+  }
+  running <- if (reticulate::py_available(initialize = FALSE)) reticulate::py_exe()
+  target <- reticulate::virtualenv_python(envname)
+  if (!is.null(running) && isTRUE(new_env) && same_python(running, target)) {
+    stop(structure(
+      class = c("tfprobr_error", "error", "condition"),
+      list(message = paste0("This R session runs the Python of `envname` (", running, "), so ",
+                            "it cannot be removed and made again (new_env = TRUE). Restart R, ",
+                            "then call install_tfprobr() before anything starts Python."),
+           call = call)
     ))
   }
   if (isTRUE(new_env) && reticulate::virtualenv_exists(envname)) {
@@ -321,5 +366,15 @@ install_tfprobr <- function(envname = "r-tfprobr", ..., extra_packages = NULL,
   }
   reticulate::virtualenv_create(envname, version = python_version, packages = NULL)
   reticulate::virtualenv_install(envname, packages = c(source, extra_packages), ...)
-  invisible(reticulate::virtualenv_python(envname))
+  python <- reticulate::virtualenv_python(envname)
+  if (!is.null(running)) {
+    warning(structure(
+      class = c("tfprobr_restart_needed", "warning", "condition"),
+      list(message = paste0("tfprobr_bridge is installed in ", python, ", but this R session ",
+                            "already runs the Python at ", running, ", and a running R session ",
+                            "cannot change its Python. Restart R (in RStudio: Session > Restart R) ",
+                            "to use it."), call = NULL)
+    ))
+  }
+  invisible(python)
 }
