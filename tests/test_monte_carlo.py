@@ -189,6 +189,7 @@ def test_a_model_with_the_scaled_kl_round_trips_in_safe_mode(tmp_path, rng):
     loaded(x)
     model(x)
     np.testing.assert_allclose(float(loaded.losses[0]), float(model.losses[0]), rtol=1e-6)
-    before = predict_mc(model, x, n_samples=200)["mean"]
-    after = predict_mc(loaded, x, n_samples=200)["mean"]
-    np.testing.assert_allclose(after, before, atol=0.05)
+    # The same posterior and the same keyed draws: the same predictions.
+    before = predict_mc(model, x, n_samples=200, seed=5)["mean"]
+    after = predict_mc(loaded, x, n_samples=200, seed=5)["mean"]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-7)

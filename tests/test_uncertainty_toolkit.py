@@ -21,6 +21,7 @@ from tfprobr_bridge import error_detection_auroc
 from tfprobr_bridge import plot_reliability_diagram
 from tfprobr_bridge import predict_mc
 from tfprobr_bridge import wrong_predictions
+from tfprobr_bridge._defaults import monte_carlo_sample
 
 # --- predict_mc(classifier=True) -------------------------------------------------------------
 
@@ -37,10 +38,6 @@ def _classifier(kind, from_logits, seed=11):
         bayesian = DenseReparameterization(4, seed=seed, kernel_posterior_fn=wide)
     head = [] if from_logits else [keras.layers.Softmax()]
     return keras.Sequential([keras.Input(SHAPES[kind]), bayesian, *head])
-
-
-def _seed_states(model):
-    return [variable for variable in model.variables if "seed_generator_state" in variable.path]
 
 
 def _entropy(p):
@@ -98,32 +95,35 @@ def test_classifier_summaries_match_numpy_on_the_stored_draws(rng, kind, from_lo
             assert result["mutual_information"].max() > 1e-4
 
 
+def _replay(model, x, n_samples, batch_size, seed):
+    """The draws ``predict_mc(..., seed=seed)`` makes, by plain calls of the model under
+    the same keys (every draw of sample i is keyed by (seed, i)), batch by batch."""
+    batches = []
+    for begin in range(0, len(x), batch_size):
+        draws = []
+        for index in range(n_samples):
+            with monte_carlo_sample(tf.constant(seed, tf.int64), tf.constant(index)):
+                draws.append(model(x[begin : begin + batch_size]).numpy())
+        batches.append(np.stack(draws))
+    return batches
+
+
 @pytest.mark.parametrize("kind", ["segmentation", "vector"])
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_classifier_summaries_match_a_loop_of_model_calls_with_the_same_draws(rng, kind, from_logits):
     """No samples kept: the summaries come from the loop's accumulators alone.
 
-    A layer `seed` makes the draws a sequence set by its seed generator's
-    state, so resetting the state replays them in a plain loop of calls, batch
-    by batch in predict_mc's order.
+    predict_mc keys every draw of sample i by (seed, i), so plain calls of the
+    model under the same keys replay its draws, batch by batch in its order.
     """
     model = _classifier(kind, from_logits)
     x = volumes(rng, (7, *SHAPES[kind]))
-    states = _seed_states(model)
-    assert states
-    start = [state.numpy() for state in states]
     for n_samples, batch_size in [(1, 7), (2, 3), (30, 4)]:
-        for state, value in zip(states, start):
-            state.assign(value)
         result = predict_mc(model, x, n_samples=n_samples, batch_size=batch_size,
-                            classifier=True, from_logits=from_logits)
+                            classifier=True, from_logits=from_logits, seed=17)
         assert "samples" not in result
-        for state, value in zip(states, start):
-            state.assign(value)
-        expected = []
-        for begin in range(0, len(x), batch_size):
-            draws = np.stack([model(x[begin : begin + batch_size]).numpy() for _ in range(n_samples)])
-            expected.append(_summaries(_softmax(draws) if from_logits else draws))
+        expected = [_summaries(_softmax(draws) if from_logits else draws)
+                    for draws in _replay(model, x, n_samples, batch_size, seed=17)]
         expected = {key: np.concatenate([part[key] for part in expected]) for key in expected[0]}
         _assert_summaries(result, expected)
 
@@ -131,15 +131,9 @@ def test_classifier_summaries_match_a_loop_of_model_calls_with_the_same_draws(rn
 def test_regression_outputs_are_unchanged_by_the_new_arguments(rng):
     model = keras.Sequential([keras.Input((6,)), DenseReparameterization(3, seed=5)])
     x = volumes(rng, (6, 6))
-    states = _seed_states(model)
-    start = [state.numpy() for state in states]
-    result = predict_mc(model, x, n_samples=10, batch_size=4)
+    result = predict_mc(model, x, n_samples=10, batch_size=4, seed=3)
     assert set(result) == {"mean", "stddev"}
-    for state, value in zip(states, start):
-        state.assign(value)
-    draws = np.concatenate(
-        [np.stack([model(x[b : b + 4]).numpy() for _ in range(10)]) for b in (0, 4)], axis=1
-    )
+    draws = np.concatenate(_replay(model, x, 10, 4, seed=3), axis=1)
     np.testing.assert_allclose(result["mean"], draws.mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result["stddev"], draws.std(axis=0), rtol=1e-4, atol=1e-6)
 

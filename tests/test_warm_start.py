@@ -130,7 +130,7 @@ def _assert_started_at(layer, deterministic, delta):
 def test_sequential_convolutions_and_dense_start_at_the_trained_weights(rank, estimator, rng):
     deterministic, x = _sequential(rank, rng)
     before = _snapshot(deterministic)
-    bayesian = to_bayesian(deterministic, estimator=estimator, delta=0.2)
+    bayesian = to_bayesian(deterministic, estimator=estimator, delta=0.2, num_examples=1)
 
     suffix = SUFFIX[estimator]
     assert [type(layer).__name__ for layer in bayesian.layers] == [
@@ -164,7 +164,7 @@ def test_sequential_convolutions_and_dense_start_at_the_trained_weights(rank, es
 
 def test_functional_model_with_a_nested_sequential(rng):
     deterministic, x = _functional(rng)
-    bayesian = to_bayesian(deterministic, estimator="flipout", delta=0.1)
+    bayesian = to_bayesian(deterministic, estimator="flipout", delta=0.1, num_examples=1)
     assert bayesian is not deterministic and bayesian.name == deterministic.name
     assert type(bayesian.get_layer("conv")) is tfprobr_bridge.Conv2DFlipout
     assert bayesian.get_layer("conv").strides == (2, 2)
@@ -188,7 +188,7 @@ def test_functional_model_with_a_nested_sequential(rng):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_sampled_predictions_are_close_to_the_deterministic_ones(estimator, rng):
     deterministic, x = _functional(rng)
-    bayesian = to_bayesian(deterministic, estimator=estimator, delta=1e-3)
+    bayesian = to_bayesian(deterministic, estimator=estimator, delta=1e-3, num_examples=1)
     result = predict_mc(bayesian, x, n_samples=10)
     expected = deterministic.predict(x, verbose=0)
     assert np.all(result["stddev"] > 0)  # Still Bayesian: the draws differ...
@@ -202,7 +202,7 @@ def test_zero_weights_get_the_floor_scale(rng):
     kernel = _np(dense.kernel)
     kernel[0] = 0.0
     dense.kernel.assign(kernel)
-    posterior = to_bayesian(deterministic, delta=0.5).get_layer("dense").kernel_posterior
+    posterior = to_bayesian(deterministic, delta=0.5, num_examples=1).get_layer("dense").kernel_posterior
     scale = _np(posterior.distribution.scale)
     np.testing.assert_allclose(scale[0], FLOOR, rtol=1e-4)
     np.testing.assert_allclose(scale[1:], 0.5 * np.abs(kernel[1:]), rtol=1e-5)
@@ -211,7 +211,7 @@ def test_zero_weights_get_the_floor_scale(rng):
 def test_layers_restricts_the_conversion(rng):
     deterministic, x = _functional(rng)
     deterministic.get_layer("out").trainable = False
-    bayesian = to_bayesian(deterministic, layers=["inner_dense", "out"])
+    bayesian = to_bayesian(deterministic, layers=["inner_dense", "out"], num_examples=1)
     assert type(bayesian.get_layer("conv")) is keras.layers.Conv2D
     assert type(bayesian.get_layer("dense")) is keras.layers.Dense
     np.testing.assert_array_equal(
@@ -223,7 +223,7 @@ def test_layers_restricts_the_conversion(rng):
     inner = bayesian.get_layer("block").get_layer("inner_dense")
     assert type(inner) is tfprobr_bridge.DenseReparameterization
     # One name as a string (an R character vector of length 1).
-    assert type(to_bayesian(deterministic, layers="conv").get_layer("conv")) is (
+    assert type(to_bayesian(deterministic, layers="conv", num_examples=1).get_layer("conv")) is (
         tfprobr_bridge.Conv2DReparameterization
     )
 
@@ -245,7 +245,7 @@ def _awkward_model():
 
 def test_layers_without_a_variational_version_are_copied_unchanged():
     deterministic = _awkward_model()
-    bayesian = to_bayesian(deterministic)
+    bayesian = to_bayesian(deterministic, num_examples=1)
     kinds = {layer.name: type(layer) for layer in bayesian.layers}
     assert kinds["grouped"] is kinds["causal"] is keras.layers.Conv1D
     assert kinds["scaled"] is _ScaledDense
@@ -268,14 +268,14 @@ def test_naming_a_layer_that_cannot_be_converted_is_an_error(name, reason):
     deterministic = _awkward_model()
     with pytest.raises(ValueError, match=r"`layers` names a layer to_bayesian cannot convert: "
                        + reason):
-        to_bayesian(deterministic, layers=[name])
+        to_bayesian(deterministic, layers=[name], num_examples=1)
 
 
 def test_kl_at_the_start_is_the_analytic_one(rng):
     deterministic, x = _functional(rng)
     delta, examples = 0.2, 50.0
     standard = to_bayesian(deterministic, delta=delta, num_examples=examples)
-    empirical = to_bayesian(deterministic, delta=delta, prior="empirical")
+    empirical = to_bayesian(deterministic, delta=delta, prior="empirical", num_examples=1)
     standard(x)
     empirical(x)
 
@@ -303,7 +303,7 @@ def test_kl_at_the_start_is_the_analytic_one(rng):
 
 def test_empirical_prior_is_centred_on_the_trained_weights_and_not_trained(rng):
     deterministic, x = _functional(rng)
-    bayesian = to_bayesian(deterministic, delta=0.3, prior="empirical")
+    bayesian = to_bayesian(deterministic, delta=0.3, prior="empirical", num_examples=1)
     for layer in _variational_layers(bayesian):
         assert layer.kernel_prior_fn == EmpiricalNormalPrior()
         trained = _np(
@@ -374,7 +374,7 @@ def test_a_model_built_by_training_without_an_input_is_converted(rng):
     deterministic = keras.Sequential([keras.layers.Dense(3), keras.layers.Dense(1)])
     deterministic.compile(optimizer="sgd", loss="mse")
     deterministic.fit(volumes(rng, (4, 5)), volumes(rng, (4, 1)), verbose=0)
-    bayesian = to_bayesian(deterministic)
+    bayesian = to_bayesian(deterministic, num_examples=1)
     assert bayesian.built
     assert all(type(layer) is tfprobr_bridge.DenseReparameterization for layer in bayesian.layers)
 
@@ -417,6 +417,9 @@ def _small():
          r'`prior` must be one of "standard" or "empirical"\. Received: prior=\'flat\''),
         ({"num_examples": -3}, ValueError, r"`num_examples` must be a positive number\. "
          r"Received: num_examples=-3"),
+        # Unscaled, the whole network's KL joins every batch's loss: required.
+        ({"num_examples": None}, TypeError, r"`num_examples` is required: the number of training "
+         r"examples per epoch.*Received: num_examples=None"),
         ({"layers": 3}, TypeError, r"`layers` must be None or a list of layer names \(strings\)\. "
          r"Received: layers=3"),
         ({"layers": []}, ValueError, r"`layers` must name at least one layer"),
@@ -426,7 +429,7 @@ def _small():
 )
 def test_bad_arguments_are_refused_in_keras_form(arguments, error, match):
     with pytest.raises(error, match=match):
-        to_bayesian(_small(), **arguments)
+        to_bayesian(_small(), **{"num_examples": 1, **arguments})
 
 
 def test_naming_a_nested_model_asks_for_its_layers(rng):
@@ -434,7 +437,7 @@ def test_naming_a_nested_model_asks_for_its_layers(rng):
     with pytest.raises(ValueError, match=r"`layers` names a nested model, 'block': name the "
                        r"layers inside it instead\. Layers to_bayesian can convert: \['conv', "
                        r"'dense', 'inner_dense', 'out'\]"):
-        to_bayesian(deterministic, layers=["block"])
+        to_bayesian(deterministic, layers=["block"], num_examples=1)
 
 
 def test_models_that_cannot_be_converted_are_refused():
@@ -442,24 +445,24 @@ def test_models_that_cannot_be_converted_are_refused():
                        r"functional model"):
         model = _Subclassed()
         model(np.ones((1, 3), "float32"))
-        to_bayesian(model)
+        to_bayesian(model, num_examples=1)
     with pytest.raises(TypeError, match=r"`model` must be a Keras 3 model .* Received: "
                        r"model=<Dense name=d.* of type Dense"):
-        to_bayesian(_small().get_layer("d"))
+        to_bayesian(_small().get_layer("d"), num_examples=1)
     with pytest.raises(ValueError, match=r"`model` must be built.*Received: model='unbuilt'"):
         to_bayesian(keras.Sequential([keras.layers.Dense(2)], name="unbuilt"))
     no_weights = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.MaxPooling2D()],
                                   name="pooling_only")
     with pytest.raises(ValueError, match=r"`model` has no layer to_bayesian can convert.*"
                        r"Received: model='pooling_only'"):
-        to_bayesian(no_weights)
+        to_bayesian(no_weights, num_examples=1)
 
 
 def test_mixed_precision_policy_is_kept(rng):
     inputs = keras.Input((4,))
     outputs = keras.layers.Dense(2, dtype="mixed_float16", name="half")(inputs)
     deterministic = keras.Model(inputs, outputs)
-    layer = to_bayesian(deterministic, delta=0.1).get_layer("half")
+    layer = to_bayesian(deterministic, delta=0.1, num_examples=1).get_layer("half")
     assert layer.dtype_policy.name == "mixed_float16"
     assert layer.kernel_posterior.distribution.loc.dtype == tf.float32
     _assert_started_at(layer, deterministic.get_layer("half"), 0.1)

@@ -4,8 +4,18 @@ The public surface is ``__all__``; everything else lives in private modules.
 """
 
 import os
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+if os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes"):
+    warnings.warn(
+        "TF_USE_LEGACY_KERAS is set, so tf.keras is tf_keras (Keras 2) in this process, and "
+        "tf.keras models reject tfprobr_bridge's layers, which are Keras 3 layers. Build models "
+        "with `import keras` (keras.Sequential, keras.Model); a tf_keras model or tensor given to "
+        "a layer_* function gets TFP's own tf_keras class instead.",
+        stacklevel=2,
+    )
 
 import keras  # noqa: E402
 
@@ -67,7 +77,12 @@ from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
 from tfprobr_bridge._stack import LayerStack  # noqa: E402
 from tfprobr_bridge._warm_start import EmpiricalNormalPrior  # noqa: E402
 from tfprobr_bridge._warm_start import to_bayesian  # noqa: E402
+from tfprobr_bridge._fn_serialization import UnsavableFnError  # noqa: E402
 from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wraps R fns with it
+from tfprobr_bridge import _saving  # noqa: E402
+
+# Saving checks this package's layers' fns before Keras opens the file.
+_saving.install()
 
 __version__ = "0.1.0"
 
@@ -97,6 +112,7 @@ __all__ = [
     "LayerStack",
     "MeanFieldNormal",
     "ScaledKLDivergence",
+    "UnsavableFnError",
     "add_layer",
     "calibration",
     "create_layer",

@@ -19,9 +19,11 @@ class Reparameterization:
     """
 
     estimator = "reparameterization"
+    _draws_kernel = True
 
     def _apply_variational_kernel(self, inputs):
-        kernel = self.kernel_posterior_tensor_fn(self.kernel_posterior)
+        kernel = self._draw("kernel_posterior_tensor_fn", self.kernel_posterior,
+                            self._parameter_shapes[1], "the kernel")
         self._record(kernel_tensor=kernel)
         return self._linear(inputs, tf.cast(kernel, inputs.dtype))
 
@@ -40,19 +42,18 @@ class Flipout:
     """
 
     estimator = "Flipout"
+    _takes_tfp_seed = True
 
     def _apply_variational_kernel(self, inputs):
         mean, scale = self._kernel_mean_and_scale()
         perturbation_distribution = tfd.Normal(loc=tf.zeros_like(mean), scale=scale)
-        perturbation = self.kernel_posterior_tensor_fn(perturbation_distribution)
+        perturbation = self._draw("kernel_posterior_tensor_fn", perturbation_distribution,
+                                  self._parameter_shapes[1], "a perturbation of the kernel")
         self._record(affine=perturbation_distribution, affine_tensor=perturbation)
         dtype = inputs.dtype
-        sign_input = _ops.rademacher(
-            self._sign_shape(inputs, self._input_channels), dtype, self._seed_generator
-        )
-        sign_output = _ops.rademacher(
-            self._sign_shape(inputs, self._output_channels), dtype, self._seed_generator
-        )
+        seed = _defaults.current_sampling_seed()
+        sign_input = _ops.rademacher(self._sign_shape(inputs, self._input_channels), dtype, seed)
+        sign_output = _ops.rademacher(self._sign_shape(inputs, self._output_channels), dtype, seed)
         outputs = self._linear(inputs, tf.cast(mean, dtype))
         perturbed = self._linear(inputs * sign_input, tf.cast(perturbation, dtype))
         return outputs + perturbed * sign_output
@@ -92,7 +93,8 @@ class LocalReparameterization:
             )
             outputs = _ops.normal_with_scale_gradient(output_mean, output_variance, noise, floor)
         else:
-            outputs = self.kernel_posterior_tensor_fn(affine)
+            outputs = self._draw("kernel_posterior_tensor_fn", affine, output_mean.shape,
+                                 "the layer's outputs")
         self._record(affine=affine, affine_tensor=outputs)
         return tf.cast(outputs, dtype)
 

@@ -27,6 +27,10 @@ _ACCEPTED_OBJECTS = (
     "a tf.Tensor or a numpy array (or a tf_keras Sequential model or tensor)"
 )
 
+# What a Keras 3 layer takes beside its class's own arguments (and `seed`,
+# which every member of the family takes).
+_LAYER_KEYWORDS = ("name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "seed")
+
 # What a required argument is, for the error when it is missing.
 _REQUIRED = {
     "filters": lambda rank: "a positive integer, the number of output channels",
@@ -67,11 +71,15 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     """
     arguments = dict(arguments)
     parameters = inspect.signature(cls).parameters
+    _validation.known_arguments(arguments, [
+        *(name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD), *_LAYER_KEYWORDS
+    ])
     for name, parameter in parameters.items():
         if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD:
             if arguments.get(name) is None:
                 expected = _REQUIRED[name](getattr(cls, "rank", None))
-                raise TypeError(f"`{name}` is required: {expected}. Received: {name}=None")
+                given = f" Received: {name}=None" if name in arguments else ""
+                raise TypeError(f"`{name}` is required: {expected}.{given}")
     keywords = {key: arguments.pop(key) for key in list(arguments) if key not in parameters}
     if "trainable" in keywords or "trainable" in arguments:
         value = keywords.pop("trainable", arguments.pop("trainable", True))

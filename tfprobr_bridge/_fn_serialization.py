@@ -19,6 +19,18 @@ import keras
 _PICKLED = "__tfprobr_pickled_function__"
 
 
+class UnsavableFnError(TypeError):
+    """A layer's fn argument cannot be saved with its model (an R function, an unpicklable object).
+
+    Saving checks for it before Keras opens the file (see ``_saving``), so a
+    failed save leaves no empty file behind. In R it is the error class
+    ``tfprobr_type_error``.
+    """
+
+
+UnsavableFnError.__module__ = "tfprobr_bridge"
+
+
 def _is_registered(fn):
     target = fn if isinstance(fn, (types.FunctionType, type)) else type(fn)
     name = keras.saving.get_registered_name(target)
@@ -33,11 +45,11 @@ def serialize_fn(fn, name):
         return keras.saving.serialize_keras_object(fn)
     hint = getattr(fn, "save_hint", None)
     if hint is not None:  # A fn that can never be saved says what to use instead.
-        raise TypeError(f"`{name}` cannot be saved: {fn!r}. {hint}")
+        raise UnsavableFnError(f"`{name}` cannot be saved: {fn!r}. {hint}")
     try:
         payload = cloudpickle.dumps(fn)
     except Exception as error:  # cloudpickle raises many types; all mean "cannot".
-        raise TypeError(
+        raise UnsavableFnError(
             f"`{name}` cannot be saved: {fn!r} could not be serialised "
             f"({type(error).__name__}: {error}). Use a fn that Python can pickle "
             "(a module-level function, a lambda or a closure over picklable "

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprobr_bridge import _defaults
+from tfprobr_bridge import _progress
 from tfprobr_bridge import _validation
 
 # The traced functions live on the model, as Keras keeps its own
@@ -30,16 +32,33 @@ class _TracedCache:
 # The classifier summaries, in the order the result dict lists them.
 _CLASSIFIER_KEYS = ("predictive_entropy", "expected_entropy", "mutual_information")
 
+# How many samples TensorFlow may run at once when their draws are keyed.
+_PARALLEL_SAMPLES = 10
+
+# TensorFlow's random ops that advance a hidden state: run in parallel, samples
+# would take their numbers in whatever order they ran.
+_STATEFUL_RANDOM_OPS = frozenset({
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
+    "ParameterizedTruncatedNormal", "RandomGamma", "RandomPoisson", "RandomPoissonV2",
+    "RandomShuffle", "Multinomial", "RandomCrop", "RngSkip", "RngReadAndSkip",
+    "NonDeterministicInts",
+})
+_STATE_WRITING_PREFIXES = ("Assign", "ResourceScatter", "ResourceApply", "Stateful")
+
+# How far a draw's class probabilities may stray from [0, 1], and their sum from 1.
+_PROBABILITY_TOLERANCE = {"float16": 2e-2, "bfloat16": 5e-2, "float32": 1e-3, "float64": 1e-6}
+
 
 def predict_mc(
     model,
     x,
     n_samples=30,
-    batch_size=32,
+    batch_size=None,
     return_samples=False,
     verbose="auto",
     classifier=False,
     from_logits=False,
+    seed=None,
 ):
     """Predict ``n_samples`` times and summarise: the predictive mean and std.
 
@@ -51,6 +70,14 @@ def predict_mc(
     whatever the batch size or number of samples. That is much faster than
     calling the model in a Python loop, and memory does not grow with
     ``n_samples`` unless the samples are kept.
+
+    Reruns give the same numbers: every draw of this package's layers in
+    sample ``i`` is keyed by ``(seed, i)``, so samples may run in parallel
+    without changing what they draw. With ``seed=None`` the key comes from
+    TensorFlow's global random state, which ``keras.utils.set_random_seed``
+    (R: ``set_random_seed()``) fixes. A model whose graph draws or writes
+    state by other means (a layer of its own calling ``tf.random``) runs its
+    samples one after another, so its reruns repeat too.
 
     For a classifier (``classifier=True``: outputs are class probabilities
     over the last axis) the same loop also splits the uncertainty, in nats,
@@ -68,21 +95,27 @@ def predict_mc(
 
     Args:
         model: A Keras 3 model (or any callable layer).
-        x: Inputs: a numpy array or tensor with a leading batch axis, or, for
-            a model with several inputs, a list or dict of them (as for
-            ``model.predict``).
+        x: Inputs, as for ``model.predict``: a numpy array or tensor with a
+            leading batch axis, a list or dict of them for a model with
+            several inputs, or a batched ``tf.data.Dataset`` (its batches are
+            used, and labels or weights in its elements are ignored).
         n_samples: Number of stochastic forward passes, at least 1.
-        batch_size: Examples per traced call.
+        batch_size: Examples per traced call (default 32); not for a dataset.
         return_samples: Also return every draw, stacked on a new first axis
             (``n_samples`` times the output's memory).
-        verbose: ``"auto"`` shows a progress bar when there is more than one
-            batch; ``0``/False for none, ``1``/True to always show it.
+        verbose: ``"auto"`` (a progress bar with the time left where a person
+            watches, a terminal or a notebook; one line when done otherwise,
+            as in a log), ``0`` for nothing, ``1`` for the bar, ``2`` for the
+            one line.
         classifier: The outputs are class probabilities (or logits, with
             ``from_logits``) over their last axis, of size 2 or more; add the
-            entropy summaries.
+            entropy summaries. Each draw is checked: outputs that are not
+            probabilities (outside [0, 1], or not summing to 1 over the last
+            axis) are an error that says to pass ``from_logits=True``.
         from_logits: With ``classifier``, the outputs are logits: each draw
             goes through a softmax first, and ``mean``, ``stddev`` and
             ``samples`` are of the probabilities.
+        seed: None, or an integer from 0 to 2**31 - 1 that fixes every draw.
 
     Returns:
         A dict with numpy arrays ``"mean"`` and ``"stddev"`` (population
@@ -95,7 +128,7 @@ def predict_mc(
     Raises:
         ValueError, TypeError: for invalid arguments, in Keras's form;
             ValueError when ``classifier`` is set and the outputs have no
-            class axis of size 2 or more.
+            class axis of size 2 or more, or are not probabilities.
 
     Example:
 
@@ -103,7 +136,7 @@ def predict_mc(
     >>> from tfprobr_bridge import Conv3DReparameterization, predict_mc
     >>> model = keras.Sequential([keras.Input((4, 4, 4, 1)),
     ...                           Conv3DReparameterization(2, 3, padding="same")])
-    >>> result = predict_mc(model, np.ones((3, 4, 4, 4, 1), "float32"), n_samples=5)
+    >>> result = predict_mc(model, np.ones((3, 4, 4, 4, 1), "float32"), n_samples=5, verbose=0)
     >>> result["mean"].shape, result["stddev"].shape
     ((3, 4, 4, 4, 2), (3, 4, 4, 4, 2))
 
@@ -112,7 +145,7 @@ def predict_mc(
     >>> segmenter = keras.Sequential([keras.Input((4, 4, 4, 1)),
     ...                               Conv3DReparameterization(3, 3, padding="same")])
     >>> result = predict_mc(segmenter, np.ones((2, 4, 4, 4, 1), "float32"),
-    ...                     n_samples=5, classifier=True, from_logits=True)
+    ...                     n_samples=5, classifier=True, from_logits=True, verbose=0)
     >>> result["mean"].shape, result["mutual_information"].shape
     ((2, 4, 4, 4, 3), (2, 4, 4, 4))
     >>> bool(np.allclose(result["mean"].sum(axis=-1), 1.0, atol=1e-5))
@@ -125,30 +158,35 @@ def predict_mc(
             f"`model` must be a Keras model or layer. {_validation.received('model', model)}"
         )
     n_samples = _validation.positive_integer(n_samples, "n_samples")
-    batch_size = _validation.positive_integer(batch_size, "batch_size")
     return_samples = _validation.boolean(return_samples, "return_samples")
     classifier = _validation.boolean(classifier, "classifier")
     from_logits = _validation.boolean(from_logits, "from_logits")
+    seed = _validation.optional_seed(seed)
+    level = _progress.verbosity(verbose)
     if from_logits and not classifier:
         raise ValueError(
             "`from_logits=True` needs `classifier=True`: only a classifier's outputs "
             "are logits to turn into probabilities. "
             "Received: from_logits=True, classifier=False"
         )
-    x = _as_batch(x, model)
-    batches = range(0, _examples(x), batch_size)
-    show = len(batches) > 1 if verbose == "auto" else bool(verbose)
-    progress = keras.utils.Progbar(len(batches), unit_name="batch") if show else None
-
-    traced = _traced_function(model, x, return_samples, classifier, from_logits)
+    batches, count = _batches(x, batch_size, model)
+    base = _base_seed(seed)
+    progress = _progress.Progress("predict_mc", count, level)
+    options = (return_samples, classifier, from_logits)
     parts = {}
-    for step, start in enumerate(batches):
-        batch = tf.nest.map_structure(lambda part: part[start : start + batch_size], x)
-        outputs = traced(batch, tf.constant(n_samples, tf.int32))
+    examples = 0
+    for batch in batches:
+        traced = _traced_function(model, batch, options)
+        outputs = traced(batch, tf.constant(n_samples, tf.int32), base)
+        if classifier and not from_logits:
+            _check_probabilities(outputs.pop("probability_range"), outputs["mean"].dtype)
         for key, value in outputs.items():
             parts.setdefault(key, []).append(value.numpy())
-        if progress is not None:
-            progress.update(step + 1)
+        examples += int(outputs["mean"].shape[0])
+        progress.update()
+    if not parts:
+        raise ValueError("`x` must hold at least one example. Received: x=an empty dataset")
+    progress.finish(f", {examples} examples, {n_samples} samples each")
     result = {
         "mean": np.concatenate(parts["mean"]),
         "stddev": np.sqrt(np.maximum(np.concatenate(parts["variance"]), 0.0)),
@@ -158,6 +196,46 @@ def predict_mc(
     if classifier:
         result.update((key, np.concatenate(parts[key])) for key in _CLASSIFIER_KEYS)
     return result
+
+
+def _batches(x, batch_size, model):
+    """(an iterable of input batches, their number or None when unknown)."""
+    if isinstance(x, tf.data.Dataset):
+        if batch_size is not None:
+            raise ValueError(
+                "`batch_size` cannot be given with a tf.data.Dataset, whose own batches are "
+                f"used (as in model.predict). Received: batch_size={batch_size!r}"
+            )
+        cardinality = int(x.cardinality())
+        count = cardinality if cardinality >= 0 else None
+        return (_as_batch(keras.utils.unpack_x_y_sample_weight(element)[0], model)
+                for element in x), count
+    size = 32 if batch_size is None else _validation.positive_integer(batch_size, "batch_size")
+    x = _as_batch(x, model)
+    starts = range(0, _examples(x), size)
+    return (tf.nest.map_structure(lambda part: part[start : start + size], x)
+            for start in starts), len(starts)
+
+
+def _base_seed(seed):
+    """The key of this run's draws: ``seed``, or one drawn from TensorFlow's global state."""
+    if seed is None:
+        seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64)
+    return tf.constant(int(seed), tf.int64)
+
+
+def _check_probabilities(value_range, dtype):
+    low, high, deviation = (float(value) for value in value_range.numpy())
+    tolerance = _PROBABILITY_TOLERANCE.get(tf.as_dtype(dtype).name, 1e-3)
+    if low >= -tolerance and high <= 1 + tolerance and deviation <= tolerance:
+        return
+    raise ValueError(
+        "`classifier=True` needs class probabilities over the outputs' last axis (each in "
+        f"[0, 1], summing to 1), but the model's outputs range from {low:.4g} to {high:.4g} "
+        f"and their sums over the last axis differ from 1 by up to {deviation:.4g}. If the "
+        "model ends in logits (no softmax), pass `from_logits=True`; if it is not a "
+        "classifier, leave `classifier` off. Received: classifier=True, from_logits=False"
+    )
 
 
 def _as_batch(x, model):
@@ -199,8 +277,7 @@ def _examples(x):
     return int(tf.nest.flatten(x)[0].shape[0])
 
 
-def _traced_function(model, x, return_samples, classifier, from_logits):
-    options = (return_samples, classifier, from_logits)
+def _traced_function(model, x, options):
     key = (_signature_key(x), options)
     cache = getattr(model, _CACHE_ATTRIBUTE, None)
     if not isinstance(cache, _TracedCache):
@@ -233,75 +310,121 @@ def _signature_key(x):
 
 
 def _trace(model, x, return_samples, classifier, from_logits):
+    """The traced Monte Carlo loop for inputs like ``x``: one draw, then one accumulation loop.
+
+    Samples run in parallel when the model's graph draws only through
+    ``MonteCarloStream`` seeds; a graph with stateful random ops or variable
+    writes is traced again to run its samples in order.
+    """
     signature = [
         tf.nest.map_structure(lambda part: tf.TensorSpec([None, *part.shape[1:]], part.dtype), x),
         tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int64),
     ]
+    draw = _draw_function(model, classifier, from_logits)
+    for parallel_iterations in (_PARALLEL_SAMPLES, 1):
+        function = tf.function(
+            _loop(draw, return_samples, classifier, from_logits, parallel_iterations),
+            input_signature=signature,
+            autograph=False,  # Errors raised while tracing reach the user as they are.
+        )
+        if parallel_iterations == 1 or not _has_stateful_ops(function.get_concrete_function()):
+            return function
+    return function
 
-    # Output shapes refused for a classifier, found while tracing and raised
-    # after it: raised inside, AutoGraph would bury the message in its own.
-    refused = []
 
-    def predict(batch):
-        """One draw (as probabilities for a classifier) and, for a classifier, its entropy."""
-        output = tf.convert_to_tensor(model(batch, training=False))
+def _draw_function(model, classifier, from_logits):
+    """Sample ``index``: the output (as probabilities for a classifier) and what else it adds.
+
+    The extras: a classifier's entropy, and for probabilities the range that
+    ``_check_probabilities`` judges (lowest value, highest value, largest
+    distance of a sum over the class axis from 1).
+    """
+
+    def draw(batch, base, index):
+        with _defaults.monte_carlo_sample(base, index):
+            output = tf.convert_to_tensor(model(batch, training=False))
         if not classifier:
-            return output, ()
+            return output, {}
         if not _has_class_axis(output):
-            refused.append(output.shape)
-            return output, ()
-        if not from_logits:
-            return output, (_entropy(output),)
-        log_probabilities = tf.nn.log_softmax(output, axis=-1)
-        probabilities = tf.exp(log_probabilities)
-        # A class whose probability underflows to 0 adds 0, even at a logit of -inf.
-        entropy = -tf.reduce_sum(tf.math.multiply_no_nan(log_probabilities, probabilities), -1)
-        return probabilities, (entropy,)
+            raise ValueError(
+                "`classifier=True` needs model outputs whose last axis holds 2 or more "
+                "classes (probabilities, or logits with `from_logits=True`), after the "
+                f"batch axis. Received: outputs of shape {tuple(output.shape)}"
+            )
+        if from_logits:
+            log_probabilities = tf.nn.log_softmax(output, axis=-1)
+            probabilities = tf.exp(log_probabilities)
+            # A class whose probability underflows to 0 adds 0, even at a logit of -inf.
+            entropy = -tf.reduce_sum(
+                tf.math.multiply_no_nan(log_probabilities, probabilities), -1
+            )
+            return probabilities, {"entropy": entropy}
+        deviation = tf.reduce_max(tf.abs(tf.reduce_sum(output, axis=-1) - 1))
+        value_range = tf.cast(
+            tf.stack([tf.reduce_min(output), tf.reduce_max(output), deviation]), tf.float32
+        )
+        return output, {"entropy": _entropy(output), "range": value_range}
 
-    @tf.function(input_signature=signature)
-    def draws(batch, n_samples):
-        first, entropy = predict(batch)
-        # i, mean, Welford's M2, the sum of per-draw entropies (classifier), kept draws.
+    return draw
+
+
+def _loop(draw, return_samples, classifier, from_logits, parallel_iterations):
+    def draws(batch, n_samples, base):
+        first, extras = draw(batch, base, tf.constant(0))
+        # i, mean, Welford's M2, the extras summed (entropy) or ranged, kept draws.
         kept = ()
         if return_samples:
             array = tf.TensorArray(first.dtype, size=n_samples, element_shape=first.shape)
             kept = (array.write(0, first),)
-        state = (tf.constant(1), first, tf.zeros_like(first), entropy, kept)
+        state = (tf.constant(1), first, tf.zeros_like(first), extras, kept)
 
-        def body(i, mean, squares, entropy_sum, kept):
-            draw, entropy = predict(batch)
-            delta = draw - mean
-            mean = mean + delta / tf.cast(i + 1, draw.dtype)
-            squares = squares + delta * (draw - mean)
-            entropy_sum = tuple(total + value for total, value in zip(entropy_sum, entropy))
-            kept = tuple(array.write(i, draw) for array in kept)
-            return i + 1, mean, squares, entropy_sum, kept
+        def body(i, mean, squares, totals, kept):
+            sample, extras = draw(batch, base, i)
+            delta = sample - mean
+            mean = mean + delta / tf.cast(i + 1, sample.dtype)
+            squares = squares + delta * (sample - mean)
+            totals = {key: _combine(key, totals[key], value) for key, value in extras.items()}
+            kept = tuple(array.write(i, sample) for array in kept)
+            return i + 1, mean, squares, totals, kept
 
-        _, mean, squares, entropy_sum, kept = tf.while_loop(
-            lambda i, *_: i < n_samples, body, state
+        _, mean, squares, totals, kept = tf.while_loop(
+            lambda i, *_: i < n_samples, body, state, parallel_iterations=parallel_iterations
         )
         count = tf.cast(n_samples, first.dtype)
         outputs = {"mean": mean, "variance": squares / count}
         if return_samples:
             outputs["samples"] = kept[0].stack()
-        if classifier and not refused:
+        if classifier:
             # Welford's mean of values >= 0 cannot round below 0; the clip only
             # guards the log against outputs that were not probabilities.
             predictive = _entropy(tf.maximum(mean, 0))
-            expected = entropy_sum[0] / count
+            expected = totals["entropy"] / count
             outputs["predictive_entropy"] = predictive
             outputs["expected_entropy"] = expected
             outputs["mutual_information"] = tf.maximum(predictive - expected, 0)
+        if classifier and not from_logits:
+            outputs["probability_range"] = totals["range"]
         return outputs
 
-    draws.get_concrete_function()  # Trace now, to refuse outputs with no class axis.
-    if refused:
-        raise ValueError(
-            "`classifier=True` needs model outputs whose last axis holds 2 or more "
-            "classes (probabilities, or logits with `from_logits=True`), after the "
-            f"batch axis. Received: outputs of shape {tuple(refused[0])}"
-        )
     return draws
+
+
+def _combine(key, total, value):
+    if key == "range":  # lowest, highest, largest deviation
+        return tf.stack([tf.minimum(total[0], value[0]), tf.maximum(total[1], value[1]),
+                         tf.maximum(total[2], value[2])])
+    return total + value
+
+
+def _has_stateful_ops(concrete):
+    """Whether the traced graph draws or writes state other than through stateless seeds."""
+    graph = concrete.graph.as_graph_def()
+    operations = {node.op for node in graph.node}
+    for function in graph.library.function:
+        operations.update(node.op for node in function.node_def)
+    return any(op in _STATEFUL_RANDOM_OPS or op.startswith(_STATE_WRITING_PREFIXES)
+               for op in operations)
 
 
 def _entropy(probabilities):

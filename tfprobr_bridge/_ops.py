@@ -136,7 +136,8 @@ def rademacher(shape, dtype, seed_generator=None):
 
 def _uniform(shape, dtype, maxval, seed_generator):
     """Uniform numbers in ``[0, maxval)``: from ``seed_generator``'s stream when
-    given (a seeded layer repeats them), else from TensorFlow's global state."""
+    given (a seeded layer, or a Monte Carlo sample, repeats them), else from
+    TensorFlow's global state."""
     if seed_generator is None:
         return tf.random.uniform(shape, maxval=maxval, dtype=dtype)
     seed = tf.cast(seed_generator.next(), tf.int32)

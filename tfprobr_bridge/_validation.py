@@ -7,6 +7,7 @@ raises an error in Keras's form: the argument in backticks, what was expected,
 and ``Received: name=value``.
 """
 
+import difflib
 import inspect
 import math
 import numbers
@@ -247,3 +248,16 @@ def optional_seed(value, name="seed"):
             f"{received(name, value)}"
         )
     return integer
+
+
+def known_arguments(arguments, known):
+    """Refuse an argument name that is not in ``known``, suggesting the one it likely misspells."""
+    for name in arguments:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = (f"did you mean `{close[0]}`?" if close
+                else "the arguments are " + ", ".join(f"`{k}`" for k in known) + ".")
+        raise TypeError(
+            f"Unknown argument `{name}`: {hint} {received(name, arguments[name])}"
+        )

@@ -60,6 +60,9 @@ _MAX_ELEMENTS = 2**31 - 1
 
 _ADD_VARIABLE_IGNORED = frozenset({"use_resource", "partitioner", "caching_device"})
 
+# What keras.layers.Layer takes as keywords.
+_KERAS_KEYWORDS = ("name", "dtype", "trainable", "autocast", "input_shape", "input_dim")
+
 
 def fns_from(arguments):
     """The eight fns among a constructor's ``locals()``, for ``VariationalLayer.__init__``."""
@@ -87,12 +90,22 @@ class VariationalLayer(keras.layers.Layer):
     Not for direct use: a public class mixes an estimator into a rank shim.
     """
 
-    # Set by the estimator: how it is named in messages.
+    # Set by the estimator: how it is named in messages, and whether it draws
+    # a whole kernel with `kernel_posterior_tensor_fn` (the divergence fn then
+    # gets that kernel as its sample).
     estimator = None
+    _draws_kernel = False
+    # Whether TFP's class of this estimator takes a `seed` (only Flipout's does).
+    _takes_tfp_seed = False
 
     def __init__(self, activation=None, activity_regularizer=None, seed=None, fns=None, **kwargs):
         # Everything is validated before Keras's constructor runs, so a bad
         # argument leaves no half-made layer (and no used-up layer name).
+        _validation.known_arguments(kwargs, [
+            *(name for name, p in inspect.signature(type(self)).parameters.items()
+              if p.kind is not p.VAR_KEYWORD),
+            *_KERAS_KEYWORDS,
+        ])
         seed = _validation.optional_seed(seed)
         activation = _activation(activation)
         fns = normalize_fns({**DEFAULT_FNS, **(fns or {})})
@@ -110,6 +123,7 @@ class VariationalLayer(keras.layers.Layer):
         # the distributions read but not who owns them, and refuses to export.
         self._fn_variables = {}
         self._placeholders = False
+        self._fns_checked = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -171,6 +185,46 @@ class VariationalLayer(keras.layers.Layer):
             )
         self._parameter_shapes = (tf.as_dtype(self.dtype), kernel_shape, bias_shape)
         self._make_distributions(self._add_variable)
+        self._fns_checked = False
+
+    def compute_output_spec(self, *args, **kwargs):
+        # A symbolic call (a model built from keras.Input, the functional API)
+        # takes the output shape from compute_output_shape and never runs
+        # call(), where the tensor and divergence fns are called and checked;
+        # tf_keras ran call() there, so its fns were called at construction.
+        if self.built and not self._fns_checked:
+            self._check_fns()
+        return super().compute_output_spec(*args, **kwargs)
+
+    def _check_fns(self):
+        """Trace a user's tensor and divergence fns once on the distributions, and check
+        what they return, so that a mistake is reported when the model is built, naming
+        the fn, not by fit() or blamed on the input.
+
+        Tracing builds a graph and runs nothing: no draw is made and no random
+        state moves. The default fns are known to return the right things.
+        """
+        self._fns_checked = True
+        fns = (self.kernel_posterior_tensor_fn, self.bias_posterior_tensor_fn,
+               self.kernel_divergence_fn, self.bias_divergence_fn)
+        if all(fn is None or _is_trusted(fn) for fn in fns):
+            return
+
+        def trial():
+            kernel = None
+            if self._draws_kernel:
+                kernel = self._draw("kernel_posterior_tensor_fn", self.kernel_posterior,
+                                    self._parameter_shapes[1], "the kernel")
+            bias = None
+            if self.bias_posterior is not None:
+                bias = self._draw("bias_posterior_tensor_fn", self.bias_posterior,
+                                  self._parameter_shapes[2], "the bias")
+            self._divergence("kernel_divergence_fn", self.kernel_posterior, self.kernel_prior,
+                             kernel)
+            self._divergence("bias_divergence_fn", self.bias_posterior, self.bias_prior, bias)
+
+        with tf.init_scope():
+            tf.function(trial, autograph=False).get_concrete_function()
 
     def _make_distributions(self, add_variable_fn):
         """Call the four fns (TFP's protocol) and keep what they return.
@@ -193,6 +247,7 @@ class VariationalLayer(keras.layers.Layer):
                 fn = getattr(self, f"{role}_fn")
                 if fn is not None:
                     distribution = fn(dtype, shape, role, self.trainable, add_variable_fn)
+                    _check_distribution(distribution, f"{role}_fn", fn, shape, role)
                     setattr(distributions, role, distribution)
         self._distributions = distributions
 
@@ -288,6 +343,16 @@ class VariationalLayer(keras.layers.Layer):
     def call(self, inputs):
         if self._placeholders:
             self._remake_distributions()
+        inputs = tf.convert_to_tensor(inputs)
+        if not inputs.dtype.is_floating:
+            # Keras casts float inputs to the compute dtype; integers and
+            # booleans are numbers too (Keras's Dense returns floats for them).
+            if inputs.dtype.is_complex or inputs.dtype == tf.string:
+                raise TypeError(
+                    f"Layer `{self.name}` takes real numbers, but was called on a tensor of "
+                    f"dtype {inputs.dtype.name}. Received: inputs.dtype={inputs.dtype.name}"
+                )
+            inputs = tf.cast(inputs, self.compute_dtype)
         try:
             with _defaults.sampling_seed(self._seed_generator):
                 outputs = self._apply_variational_kernel(inputs)
@@ -307,20 +372,15 @@ class VariationalLayer(keras.layers.Layer):
             ) from None
         if self.activation is not None:
             outputs = self.activation(outputs)
-        self._apply_divergence(
-            self.kernel_divergence_fn,
-            self.kernel_posterior,
-            self.kernel_prior,
-            self.kernel_posterior_tensor,
-            "divergence_kernel",
-        )
-        self._apply_divergence(
-            self.bias_divergence_fn,
-            self.bias_posterior,
-            self.bias_prior,
-            self.bias_posterior_tensor,
-            "divergence_bias",
-        )
+        for part in ("kernel", "bias"):
+            divergence = self._divergence(
+                f"{part}_divergence_fn",
+                getattr(self, f"{part}_posterior"),
+                getattr(self, f"{part}_prior"),
+                getattr(self, f"{part}_posterior_tensor"),
+            )
+            if divergence is not None:
+                self.add_loss(tf.identity(divergence, name=f"divergence_{part}"))
         return outputs
 
     def _apply_variational_kernel(self, inputs):
@@ -331,15 +391,67 @@ class VariationalLayer(keras.layers.Layer):
         if self.bias_posterior is None:
             self._distributions.bias_posterior_tensor = None
             return outputs
-        bias = self.bias_posterior_tensor_fn(self.bias_posterior)
+        bias = self._draw("bias_posterior_tensor_fn", self.bias_posterior,
+                          self._parameter_shapes[2], "the bias")
         self._distributions.bias_posterior_tensor = bias
         return _ops.bias_add(outputs, bias, self._bias_data_format())
 
-    def _apply_divergence(self, divergence_fn, posterior, prior, posterior_tensor, name):
+    def _draw(self, name, distribution, shape, what):
+        """The tensor fn ``name`` applied to ``distribution``, checked to be numbers of ``shape``.
+
+        A fn that returns something else would otherwise fail later, in
+        TensorFlow's words, blaming the layer's input.
+        """
+        fn = getattr(self, name)
+        value = fn(distribution)
+        try:
+            tensor = tf.convert_to_tensor(value)
+        except (TypeError, ValueError):
+            tensor = None
+        if tensor is None or not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+            raise TypeError(
+                f"`{name}` must return a tensor of real numbers, {what} (shape "
+                f"{_shape_text(shape)}), but returned {_describe_value(value)}. "
+                f"Received: {name}={_describe_fn(fn)}"
+            )
+        if not tensor.shape.is_compatible_with(shape):
+            raise ValueError(
+                f"`{name}` must return {what}, a tensor of shape {_shape_text(shape)}, but "
+                f"returned one of shape {_shape_text(tensor.shape)}. "
+                f"Received: {name}={_describe_fn(fn)}"
+            )
+        # The value itself, not its conversion: the divergence fn gets the very
+        # tensor the tensor fn returned (TFP's protocol).
+        return value
+
+    def _divergence(self, name, posterior, prior, posterior_tensor):
+        """The divergence fn ``name``'s value as a scalar; None when that part has none.
+
+        Checked, so that a fn returning a string or a vector is reported here,
+        naming it, not by ``fit()`` as a failed cast.
+        """
+        divergence_fn = getattr(self, name)
         if divergence_fn is None or posterior is None or prior is None:
-            return
-        divergence = divergence_fn(posterior, prior, posterior_tensor)
-        self.add_loss(tf.identity(divergence, name=name))
+            return None
+        value = divergence_fn(posterior, prior, posterior_tensor)
+        try:
+            divergence = tf.convert_to_tensor(value)
+        except (TypeError, ValueError):
+            divergence = None
+        if divergence is None or not (divergence.dtype.is_floating or divergence.dtype.is_integer):
+            raise TypeError(
+                f"`{name}` must return a number, the divergence added to the loss, but "
+                f"returned {_describe_value(value)}. Received: {name}={_describe_fn(divergence_fn)}"
+            )
+        if divergence.shape.num_elements() != 1:
+            raise ValueError(
+                f"`{name}` must return one number (a scalar), the divergence added to the "
+                f"loss, but returned a tensor of shape {_shape_text(divergence.shape)}: sum it "
+                f"(tf.reduce_sum). Received: {name}={_describe_fn(divergence_fn)}"
+            )
+        if not divergence.dtype.is_floating:
+            divergence = tf.cast(divergence, self.variable_dtype)
+        return tf.reshape(divergence, [])
 
     def _record(self, kernel_tensor=None, affine=None, affine_tensor=None):
         """Keep what this call drew, for the properties TFP's layers expose."""
@@ -437,7 +549,7 @@ def _public_signature(cls):
     parameters = [
         parameter.replace(default=defaults.get(parameter.name, parameter.default))
         for parameter in list(signature.parameters.values())[1:]
-        if parameter.name != "seed" or cls.estimator == "Flipout"
+        if parameter.name != "seed" or cls._takes_tfp_seed
     ]
     return signature.replace(parameters=parameters)
 
@@ -458,6 +570,72 @@ class _Distributions:
         self.kernel_posterior_affine = None
         self.kernel_posterior_affine_tensor = None
         self.bias_posterior_tensor = None
+
+
+def _is_trusted(fn):
+    """This package's default tensor and divergence fns, which need no trial."""
+    return fn is _defaults.sample or fn is _defaults.kl_divergence_fn or isinstance(
+        fn, _defaults.ScaledKLDivergence
+    )
+
+
+def _check_distribution(distribution, name, fn, shape, role):
+    """What a posterior or prior fn returns: a TFP distribution over the parameter's shape.
+
+    A prior or the bias's posterior may be None (that part is then absent, as
+    in TFP's layers); the kernel's posterior may not.
+    """
+    what = "the kernel" if role.startswith("kernel") else "the bias"
+    if distribution is None and role != "kernel_posterior":
+        return
+    if not isinstance(distribution, _defaults.tfd.Distribution):
+        raise TypeError(
+            f"`{name}` must return a TensorFlow Probability distribution over {what} "
+            f"(shape {_shape_text(shape)}), but returned {_describe_value(distribution)}. "
+            f"Received: {name}={_describe_fn(fn)}"
+        )
+    try:
+        full = distribution.batch_shape.concatenate(distribution.event_shape)
+    except (AttributeError, TypeError, ValueError):
+        return  # A stand-in without shapes (TFP's own tests pass such mocks).
+    if full.is_fully_defined():
+        try:
+            fits = tf.broadcast_static_shape(full, tf.TensorShape(shape)) == tf.TensorShape(shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"`{name}` must return a distribution over {what}, of shape "
+                f"{_shape_text(shape)}, but returned one of shape {_shape_text(full)} "
+                f"({_describe(distribution)} with batch shape "
+                f"{_shape_text(distribution.batch_shape)} and event shape "
+                f"{_shape_text(distribution.event_shape)}). Received: {name}={_describe_fn(fn)}"
+            )
+
+
+def _shape_text(shape):
+    dims = tf.TensorShape(shape).as_list() if tf.TensorShape(shape).rank is not None else None
+    if dims is None:
+        return "unknown"
+    return "(" + ", ".join("None" if d is None else str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _describe_value(value):
+    if value is None:
+        return "None"
+    if isinstance(value, _defaults.tfd.Distribution):
+        return f"a distribution, {_describe(value)}"
+    if tf.is_tensor(value) or hasattr(value, "shape"):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype " \
+               f"{getattr(value.dtype, 'name', value.dtype)}"
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} of type {type(value).__name__}"
+
+
+def _describe_fn(fn):
+    name = getattr(fn, "__name__", None)
+    return name if name and name != "<lambda>" else _fn_serialization._describe(fn)
 
 
 def _describe(distribution):

@@ -157,10 +157,13 @@ def to_bayesian(
         delta: Positive number: each posterior's starting scale relative to
             its trained weight's magnitude.
         prior: ``"standard"`` or ``"empirical"`` (see above).
-        num_examples: None, for the default KL divergence, or the number of
-            training examples per epoch (every labelled voxel, for
-            segmentation), for ``scaled_kl_divergence_fn(num_examples)``: the
-            KL counted once per epoch.
+        num_examples: Required: the number of training examples per epoch
+            (every labelled voxel, for segmentation). Each layer's KL
+            divergence is divided by it (``scaled_kl_divergence_fn``), so that
+            it counts once per epoch. Unscaled, the KL of a whole network is
+            added to every batch's loss and outweighs the data: fine-tuning
+            then pulls the weights to the prior and undoes the trained
+            network. Pass ``num_examples=1`` for the unscaled KL.
         layers: None, to convert every convertible layer, or the names of the
             layers to convert (a string or a list of strings), in the model or
             in the Sequential and functional models nested in it.
@@ -186,7 +189,8 @@ def to_bayesian(
     ...     keras.layers.Conv2D(4, 3, activation="relu", name="features"),
     ...     keras.layers.GlobalAveragePooling2D(),
     ...     keras.layers.Dense(2, name="logits")])
-    >>> bayesian = to_bayesian(deterministic, estimator="flipout", delta=0.05)
+    >>> bayesian = to_bayesian(deterministic, estimator="flipout", delta=0.05,
+    ...                        num_examples=1000)
     >>> [type(layer).__name__ for layer in bayesian.layers]
     ['Conv2DFlipout', 'GlobalAveragePooling2D', 'DenseFlipout']
     >>> features = bayesian.get_layer("features")
@@ -198,8 +202,15 @@ def to_bayesian(
     estimator = _choice(estimator, "estimator", tuple(_ESTIMATORS))
     delta = _validation.positive_number(delta, "delta")
     prior = _choice(prior, "prior", _PRIORS)
-    if num_examples is not None:
-        num_examples = _validation.positive_number(num_examples, "num_examples")
+    if num_examples is None:
+        raise TypeError(
+            "`num_examples` is required: the number of training examples per epoch, by "
+            "which each layer's KL divergence is divided so that it counts once per epoch. "
+            "Unscaled, the KL of the whole network is added to every batch's loss, and "
+            "fine-tuning undoes the trained network (pass num_examples=1 if that is what "
+            "you want). Received: num_examples=None"
+        )
+    num_examples = _validation.positive_number(num_examples, "num_examples")
     selected = _selected_layers(model, _layer_names(layers), layers)
 
     replaced = []
@@ -385,11 +396,7 @@ def _variational_class(layer, estimator):
 
 def _variational_layer(layer, estimator, prior, num_examples):
     """The family member standing in for ``layer``, with its settings and fresh variables."""
-    divergence_fn = (
-        _defaults.kl_divergence_fn
-        if num_examples is None
-        else _defaults.scaled_kl_divergence_fn(num_examples)
-    )
+    divergence_fn = _defaults.scaled_kl_divergence_fn(num_examples)
     arguments = {
         "activation": layer.activation,
         "activity_regularizer": layer.activity_regularizer,

@@ -111,9 +111,22 @@ as_fn <- function(x, name, call = sys.call(-1)) {
       x, call, type = "type"
     )
   }
+  # An error inside the user's function names the argument it was given as
+  # (reticulate would report only the function's own words, such as "object
+  # 'tf' not found", against the call that built the layer).
+  fn <- x
+  named <- function(...) {
+    withCallingHandlers(fn(...), error = function(error) {
+      stop(structure(
+        class = c("tfprobr_fn_error", "tfprobr_error", "error", "condition"),
+        list(message = paste0("`", name, "` (an R function) failed: ", conditionMessage(error)),
+             call = conditionCall(error))
+      ))
+    })
+  }
   # R runs only on the main thread; off it (a tf.distribute replica), the
   # wrapper raises an error naming the argument instead of letting R abort.
-  reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(x, name)
+  reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(named, name)
 }
 
 # One example's shape, for Python (which judges it): NA, R's unknown size,
@@ -150,4 +163,20 @@ as_sample_shape <- function(x, name, call = sys.call(-1)) {
     argument_error(name, "a vector of positive integers", x, call)
   }
   reticulate::tuple(as.list(as.integer(x)))
+}
+
+# `verbose` as keras3 reads it: "auto" is one line when done under knitr,
+# nothing under testthat, and otherwise Python's choice (a progress bar where a
+# person watches, which reticulate tells Python of; one line otherwise).
+as_verbose <- function(x, call = sys.call(-1)) {
+  if (identical(x, "auto")) {
+    if (isTRUE(getOption("knitr.in.progress"))) {
+      return(2L)
+    }
+    if (identical(Sys.getenv("TESTTHAT"), "true")) {
+      return(0L)
+    }
+    return(x)
+  }
+  as_integer(as_python_value(x, "verbose", call))
 }

@@ -33,12 +33,38 @@ python_error <- function(error, call, given = list()) {
   structure(class = unique(c(ours, python_classes, "error", "condition")), condition)
 }
 
+# The R classes of a Python exception of tfprobr_bridge's own (such as
+# UnsavableFnError), which reaches R by way of keras3 as well as through
+# tfprobr's functions: reticulate passes every exception's class names
+# through this filter, which adds tfprobr's classes in front.
+tfprobr_class_filter <- function(classes) {
+  if (!any(startsWith(classes, "tfprobr_bridge."))) {
+    return(classes)
+  }
+  python <- classes[startsWith(classes, "python.builtin.") & endsWith(classes, "Error")]
+  type <- if (length(python)) tolower(sub("Error$", "", sub("^python\\.builtin\\.", "", python[[1]])))
+  unique(c(if (length(type)) paste0("tfprobr_", type, "_error"), "tfprobr_error", classes))
+}
+
+#' @export
+conditionMessage.tfprobr_error <- function(c) {
+  if (!inherits(c, "python.builtin.object")) {
+    return(NextMethod())
+  }
+  # A Python exception that came to R without passing through tfprobr's
+  # functions: its own message, without the type or reticulate's pointer.
+  text <- tryCatch(reticulate::py_to_r(reticulate::py_get_attr(c, "args"))[[1]],
+                   error = function(e) NULL)
+  if (is.character(text) && length(text) == 1L) r_words(text) else NextMethod()
+}
+
 # Evaluate `expr` (a call into Python); re-raise Python errors as R errors
 # attributed to the user's call. `given`: the R values of the call's arguments
 # by name; an error that ends by echoing one of them shows it as R writes it.
 with_r_errors <- function(expr, call = sys.call(-1), given = list()) {
   tryCatch(expr, error = function(error) {
-    if (inherits(error, "tfprobr_error") || inherits(error, "tfprobr_python_missing")) {
+    made_in_r <- inherits(error, "tfprobr_error") && !inherits(error, "python.builtin.object")
+    if (made_in_r || inherits(error, "tfprobr_python_missing")) {
       stop(error)
     }
     stop(python_error(error, call, given))
@@ -47,15 +73,41 @@ with_r_errors <- function(expr, call = sys.call(-1), given = list()) {
 
 # Python echoes the value it received in Python's syntax (`[3, 3]`, `True`,
 # `None`); when the message ends with one `Received: name=value` for an
-# argument the user gave, show the value as the user wrote it (`c(3, 3)`).
-in_r_words <- function(message, given) {
+# argument the user gave, show the value as the user wrote it (`c(3, 3)`),
+# and its type, if the message names one, as R names it. The rest of the
+# message is put in R's words too (see r_words()).
+in_r_words <- function(message, given = list()) {
   match <- regmatches(message, regexec("Received: ([A-Za-z_][A-Za-z0-9_]*)=([^=]*)$", message))[[1]]
   if (length(match) == 3L && match[[2]] %in% names(given)) {
     value <- given[[match[[2]]]]
     start <- nchar(message) - nchar(match[[1]])
-    message <- paste0(substr(message, 1, start), "Received: ", match[[2]], "=", received(value))
+    typed <- if (grepl(" of type [A-Za-z_.]+$", match[[3]])) paste(" of type", r_type(value)) else ""
+    return(paste0(r_words(substr(message, 1, start)), "Received: ", match[[2]], "=",
+                  received(value), typed))
+  }
+  r_words(message)
+}
+
+# Python's words for values and types, as an R user knows them.
+r_words <- function(message) {
+  replacements <- c(
+    "`([A-Za-z_][A-Za-z0-9_.]*)=True`" = "`\\1 = TRUE`",
+    "`([A-Za-z_][A-Za-z0-9_.]*)=False`" = "`\\1 = FALSE`",
+    "`([A-Za-z_][A-Za-z0-9_.]*)=None`" = "`\\1 = NULL`",
+    "\\bNone\\b" = "NULL", "\\bTrue\\b" = "TRUE", "\\bFalse\\b" = "FALSE",
+    "of type NoneType\\b" = "of type NULL", "of type float\\b" = "of type numeric",
+    "of type int\\b" = "of type integer", "of type str\\b" = "of type character",
+    "of type bool\\b" = "of type logical", "of type (dict|list|tuple)\\b" = "of type list"
+  )
+  for (pattern in names(replacements)) {
+    message <- gsub(pattern, replacements[[pattern]], message, perl = TRUE)
   }
   message
+}
+
+# The type of an R value, in the words R users read in R's own messages.
+r_type <- function(value) {
+  if (is.null(value)) "NULL" else if (is.function(value)) "function" else class(value)[1]
 }
 
 # An R error in Keras's form, for what only R can judge (NA, R environments
@@ -64,12 +116,6 @@ in_r_words <- function(message, given) {
 argument_error <- function(name, expected, value, call = sys.call(-1), type = "value") {
   r_error(paste0("`", name, "` must be ", expected, ". Received: ", name, "=", received(value)),
           call, type)
-}
-
-# A required argument that is missing, in the words of Python's create_layer()
-# (which says the same, with "Received: name=None", for an explicit NULL).
-required_error <- function(name, expected, call = sys.call(-1)) {
-  r_error(paste0("`", name, "` is required: ", expected, "."), call, "type")
 }
 
 r_error <- function(message, call, type = "value") {

@@ -5,25 +5,6 @@
 # arguments to the Python package's create_layer(), which validates them and
 # composes the layer with `object`.
 
-# What a required argument is, in the words of Python's create_layer().
-required_arguments <- function(rank) {
-  c(
-    filters = "a positive integer, the number of output channels",
-    units = "a positive integer, the number of output features",
-    kernel_size = if (identical(rank, 1L)) {
-      "a positive integer or a list of 1 positive integer"
-    } else {
-      paste0("a positive integer or a list of 1 or ", rank, " positive integers")
-    }
-  )
-}
-
-# The convolution's rank from the class name ("Conv2DFlipout": 2); NA for a
-# dense layer.
-class_rank <- function(class_name) {
-  if (grepl("^Conv[123]D", class_name)) as.integer(substr(class_name, 5, 5)) else NA_integer_
-}
-
 create_variational_layer <- function(class_name) {
   frame <- parent.frame()
   call <- sys.call(sys.parent())
@@ -31,10 +12,13 @@ create_variational_layer <- function(class_name) {
   is_missing <- function(name) eval(substitute(missing(x), list(x = as.name(name))), frame)
   value_of <- function(name) get(name, envir = frame, inherits = FALSE)
 
-  required <- required_arguments(class_rank(class_name))
   args <- list()
   for (name in setdiff(names(formals(wrapper)), c("object", "..."))) {
-    if (name %in% names(fn_parameters)) {
+    if (identical(formals(wrapper)[[name]], quote(expr = )) && is_missing(name)) {
+      # A required argument left out is not passed: Python says it is
+      # required, and what it takes (after any misspelt name in `...`).
+      next
+    } else if (name %in% names(fn_parameters)) {
       # A fn left at its documented default is not passed: the Python
       # package's equivalent (same mathematics) is used, which saves with the
       # model and runs no R code per trace. A fn given, NULL included (a part
@@ -42,8 +26,6 @@ create_variational_layer <- function(class_name) {
       if (!is_missing(name)) {
         args[name] <- list(as_fn(value_of(name), name, call))
       }
-    } else if (name %in% names(required) && is_missing(name)) {
-      required_error(name, required[[name]], call)
     } else {
       args[name] <- list(as_integer(as_python_value(value_of(name), name, call)))
     }
@@ -53,6 +35,7 @@ create_variational_layer <- function(class_name) {
   args <- c(args, layer_keywords(keywords, call))
 
   object <- if (is_missing("object")) NULL else value_of("object")
+  given$object <- object
   object <- as_python_value(object, "object", call, na_ok = !is.null(dim(object)))
   with_r_errors(
     # py_call on the attribute: `bridge$create_layer` would wrap the Python

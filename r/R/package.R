@@ -205,6 +205,9 @@ on_reticulate_load <- function() {
   if (!is.null(source)) {
     reticulate::py_require(source)
   }
+  # tfprobr_bridge's own exceptions reach R through keras3 too (save_model()
+  # meeting an R function): they get tfprobr's condition classes there.
+  reticulate::register_class_filter(tfprobr_class_filter)
   choose_python()
 }
 

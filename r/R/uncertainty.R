@@ -21,19 +21,29 @@
 #' They cost one entropy per draw, summed in the loop: no draw is stored for
 #' them.
 #'
+#' Reruns give the same numbers: every draw of sample `i` is keyed by
+#' `(seed, i)`. With `seed = NULL` the key comes from TensorFlow's random
+#' state, which keras3's `set_random_seed()` fixes.
+#'
 #' @param model A Keras 3 model (or layer).
-#' @param x Inputs: an R array or a tensor, batch first.
+#' @param x Inputs, as for keras3's `predict()`: an R array or a tensor, batch
+#'   first; a list of them for a model with several inputs; or a batched
+#'   TensorFlow dataset (its batches are used, and labels in it are ignored).
 #' @param n_samples Number of stochastic forward passes.
-#' @param batch_size Examples per traced call.
+#' @param batch_size Examples per traced call (`NULL`: 32); not for a dataset.
 #' @param return_samples Also return every draw (`n_samples` times the memory).
-#' @param verbose `"auto"` shows a progress bar when there is more than one
-#'   batch; `0` for none, `1` always.
+#' @param verbose As in keras3: `"auto"` draws a progress bar with the time
+#'   left in an interactive session and writes one line when done otherwise
+#'   (none under testthat); `0` for nothing, `1` for the bar, `2` for the one
+#'   line.
 #' @param classifier `TRUE` when the outputs are class probabilities (or
 #'   logits, with `from_logits = TRUE`) over their last axis, of size 2 or
 #'   more: add the entropy summaries.
 #' @param from_logits With `classifier = TRUE`, the outputs are logits: each
 #'   draw goes through a softmax first, and `mean`, `stddev` and `samples` are
-#'   of the probabilities.
+#'   of the probabilities. Without it, outputs that are not probabilities
+#'   (outside \[0, 1\], or not summing to 1) are an error.
+#' @param seed `NULL`, or an integer that fixes every draw.
 #' @return A list with arrays `mean` and `stddev` (population standard
 #'   deviation over the draws), shaped like one prediction, and `samples`
 #'   (draws first) when `return_samples = TRUE`. With `classifier = TRUE`,
@@ -59,20 +69,22 @@
 #' dim(result$mutual_information)
 #' all(result$mutual_information <= result$predictive_entropy)
 #' @export
-predict_mc <- function(model, x, n_samples = 30, batch_size = 32, return_samples = FALSE,
-                       verbose = "auto", classifier = FALSE, from_logits = FALSE) {
+predict_mc <- function(model, x, n_samples = 30, batch_size = NULL, return_samples = FALSE,
+                       verbose = "auto", classifier = FALSE, from_logits = FALSE, seed = NULL) {
   call <- sys.call()
   given <- list(n_samples = n_samples, batch_size = batch_size, return_samples = return_samples,
-                verbose = verbose, classifier = classifier, from_logits = from_logits)
+                verbose = verbose, classifier = classifier, from_logits = from_logits,
+                seed = seed)
   result <- with_r_errors(bridge$predict_mc(
     as_python_value(model, "model", call),
     as_python_value(x, "x", call, na_ok = TRUE),
     n_samples = as_integer(as_python_value(n_samples, "n_samples", call)),
     batch_size = as_integer(as_python_value(batch_size, "batch_size", call)),
     return_samples = as_python_value(return_samples, "return_samples", call),
-    verbose = as_integer(as_python_value(verbose, "verbose", call)),
+    verbose = as_verbose(verbose, call),
     classifier = as_python_value(classifier, "classifier", call),
-    from_logits = as_python_value(from_logits, "from_logits", call)
+    from_logits = as_python_value(from_logits, "from_logits", call),
+    seed = as_integer(as_python_value(seed, "seed", call))
   ), call, given)
   for (name in intersect(c("predictive_entropy", "expected_entropy", "mutual_information"),
                          names(result))) {

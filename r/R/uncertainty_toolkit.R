@@ -18,6 +18,17 @@ as_python_array <- function(x, name, call = sys.call(-1)) {
   x
 }
 
+# Class labels: a factor's levels, in order, are the classes (the first level
+# is class 0, as keras3's sparse losses count); anything else as an array.
+as_labels <- function(x, name, call = sys.call(-1)) {
+  if (is.factor(x)) {
+    shape <- dim(x)
+    x <- as.integer(x) - 1L
+    dim(x) <- shape
+  }
+  as_python_array(x, name, call)
+}
+
 # A 1-D array as a plain vector (what R users compare with), other arrays as
 # they are.
 drop_one_dimension <- function(x) {
@@ -44,10 +55,12 @@ drop_one_dimension <- function(x) {
 #'   or more classes: a matrix of predictions x classes, or, for a
 #'   segmentation, an array `c(n, depth, height, width, classes)` (every voxel
 #'   is a prediction), such as `predict_mc()`'s `mean`. Finite, in \[0, 1\].
-#' @param labels The true classes, 0-based as keras3 takes them for
-#'   `loss = "sparse_categorical_crossentropy"` (0 for the first class):
-#'   integers shaped like `probabilities` without its last axis (a vector for
-#'   a matrix of predictions), or one-hot, shaped like `probabilities`.
+#' @param labels The true classes: a factor (its levels, in order, are the
+#'   classes, the first level the first column of `probabilities`), or
+#'   integers counted from 0, as keras3 takes them for
+#'   `loss = "sparse_categorical_crossentropy"` (0 for the first class, not 1
+#'   as R counts), shaped like `probabilities` without its last axis (a vector
+#'   for a matrix of predictions), or one-hot, shaped like `probabilities`.
 #' @param n_bins Number of equal-width confidence bins.
 #' @return A list: `ece` and `mce` (numbers), `n_bins`, and `bins`, a data
 #'   frame with one row per bin: `lower` and `upper` (its edges), `confidence`
@@ -72,7 +85,7 @@ calibration_of <- function(probabilities, labels, n_bins, call,
                            probabilities_name = "probabilities") {
   result <- with_r_errors(bridge$calibration(
     as_python_array(probabilities, probabilities_name, call),
-    as_python_array(labels, "labels", call),
+    as_labels(labels, "labels", call),
     n_bins = as_integer(as_python_value(n_bins, "n_bins", call))
   ), call, list(n_bins = n_bins))
   bins <- result$bins
@@ -228,8 +241,9 @@ error_detection_auroc <- function(uncertainty, wrong) {
 #'
 #' @param probabilities Class probabilities, an array whose last axis holds
 #'   the classes, in \[0, 1\] (as for [calibration()]).
-#' @param labels The true classes, 0-based (as keras3 takes them for
-#'   `loss = "sparse_categorical_crossentropy"`), shaped like `probabilities`
+#' @param labels The true classes, as for [calibration()]: a factor (level
+#'   order is class order), integers counted from 0 (as keras3 takes them for
+#'   `loss = "sparse_categorical_crossentropy"`) shaped like `probabilities`
 #'   without its last axis, or one-hot, shaped like `probabilities`.
 #' @return A logical array shaped like `probabilities` without its last axis
 #'   (a vector for a matrix of predictions): `TRUE` where the prediction, the
@@ -242,7 +256,7 @@ wrong_predictions <- function(probabilities, labels) {
   call <- sys.call()
   drop_one_dimension(with_r_errors(bridge$wrong_predictions(
     as_python_array(probabilities, "probabilities", call),
-    as_python_array(labels, "labels", call)
+    as_labels(labels, "labels", call)
   ), call))
 }
 
@@ -288,10 +302,12 @@ wrong_predictions <- function(probabilities, labels) {
 #' @param delta Positive number: each posterior's starting scale relative to
 #'   its trained weight's magnitude.
 #' @param prior `"standard"` or `"empirical"` (see Details).
-#' @param num_examples `NULL` for the default KL divergence, or the number of
-#'   training examples per epoch (every labelled voxel, for segmentation), for
-#'   [scaled_kl_divergence_fn()]`(num_examples)`: the KL counted once per
-#'   epoch.
+#' @param num_examples Required: the number of training examples per epoch
+#'   (every labelled voxel, for segmentation). Each layer's KL divergence is
+#'   divided by it ([scaled_kl_divergence_fn()]), so that it counts once per
+#'   epoch. Unscaled, the KL of a whole network is added to every batch's loss
+#'   and outweighs the data: fine-tuning then pulls the weights to the prior
+#'   and undoes the trained network. `num_examples = 1` keeps the KL unscaled.
 #' @param layers `NULL` to convert every layer that can be, or a character
 #'   vector of the names of the layers to convert.
 #' @return A new keras3 model with the same inputs, outputs and layer names;
@@ -304,7 +320,8 @@ wrong_predictions <- function(probabilities, labels) {
 #'   layer_conv_2d(filters = 4, kernel_size = 3, activation = "relu", name = "features") |>
 #'   layer_global_average_pooling_2d() |>
 #'   layer_dense(units = 2, name = "logits")
-#' bayesian <- to_bayesian(deterministic, estimator = "flipout", delta = 0.05)
+#' bayesian <- to_bayesian(deterministic, estimator = "flipout", delta = 0.05,
+#'                         num_examples = 1000)
 #' vapply(bayesian$layers, function(layer) class(layer)[1], "")
 #' # The posterior means are the trained weights:
 #' features <- get_layer(bayesian, "features")
@@ -312,8 +329,11 @@ wrong_predictions <- function(probabilities, labels) {
 #'           get_weights(get_layer(deterministic, "features"))[[1]])
 #' @export
 to_bayesian <- function(model, estimator = "reparameterization", delta = 0.1,
-                        prior = "standard", num_examples = NULL, layers = NULL) {
+                        prior = "standard", num_examples, layers = NULL) {
   call <- sys.call()
+  if (missing(num_examples)) {
+    num_examples <- NULL  # Python says it is required, and why.
+  }
   given <- list(estimator = estimator, delta = delta, prior = prior,
                 num_examples = num_examples, layers = layers)
   with_r_errors(bridge$to_bayesian(

@@ -240,7 +240,7 @@ test_that("to_bayesian starts every posterior at the trained weights (MOPED)", {
   trained <- trained_deterministic()
   deterministic <- trained$model
   before <- get_weights(deterministic)
-  bayesian <- to_bayesian(deterministic, delta = 0.1)
+  bayesian <- to_bayesian(deterministic, delta = 0.1, num_examples = 1)
   expect_identical(get_weights(deterministic), before)  # the input is not changed
   expect_identical(vapply(bayesian$layers, function(layer) layer$name, ""),
                    c("features", "normalize", "pool", "head"))
@@ -266,7 +266,7 @@ test_that("to_bayesian starts every posterior at the trained weights (MOPED)", {
   expect_identical(get_weights(get_layer(bayesian, "normalize")),
                    get_weights(get_layer(deterministic, "normalize")))
   # With tiny scales the copy predicts what the trained network predicts.
-  close <- to_bayesian(deterministic, delta = 1e-4)
+  close <- to_bayesian(deterministic, delta = 1e-4, num_examples = 1)
   expect_equal(predict_mc(close, trained$x, n_samples = 3)$mean,
                predict(deterministic, trained$x, verbose = 0), tolerance = 1e-3)
 })
@@ -300,7 +300,7 @@ test_that("to_bayesian's copy trains, saves and loads; the empirical prior and l
                c(32L, 3L))
 
   # Only the layers named; the others keep their class and weights.
-  partial <- to_bayesian(trained$model, layers = "head")
+  partial <- to_bayesian(trained$model, layers = "head", num_examples = 32)
   expect_identical(class(get_layer(partial, "features"))[1],
                    "keras.src.layers.convolutional.conv2d.Conv2D")
   expect_identical(get_weights(get_layer(partial, "features")),
@@ -308,12 +308,13 @@ test_that("to_bayesian's copy trains, saves and loads; the empirical prior and l
   expect_identical(class(get_layer(partial, "head"))[1],
                    "tfprobr_bridge._dense.DenseReparameterization")
 
-  expect_error(to_bayesian(trained$model, delta = NA), "^`delta` must be a value without NA")
-  expect_error(to_bayesian(trained$model, delta = 0),
+  expect_error(to_bayesian(trained$model, delta = NA, num_examples = 32),
+               "^`delta` must be a value without NA")
+  expect_error(to_bayesian(trained$model, delta = 0, num_examples = 32),
                "^`delta` must be a positive number\\. Received: delta=0$")
-  expect_error(to_bayesian(trained$model, prior = "flat"),
+  expect_error(to_bayesian(trained$model, prior = "flat", num_examples = 32),
                "^`prior` must be one of \"standard\" or \"empirical\"\\. Received: prior=\"flat\"$")
-  expect_error(to_bayesian(trained$model, layers = c("head", "pool")),
+  expect_error(to_bayesian(trained$model, num_examples = 32, layers = c("head", "pool")),
                "`layers` names a layer to_bayesian cannot convert: 'pool'.*Received: layers=c\\(\"head\", \"pool\"\\)$")
   expect_error(to_bayesian("model"), "^`model` must be a Keras 3 model")
 })
