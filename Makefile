@@ -129,6 +129,7 @@ bench: setup
 	cd bench && ../$(PYTHON) train_step.py
 	cd bench && ../$(PYTHON) predict.py
 	cd bench && ../$(PYTHON) family.py
+	cd bench && ../$(PYTHON) dense_regression.py
 	cd bench && Rscript r_side.R
 	cd bench && ../$(PYTHON) report.py
 

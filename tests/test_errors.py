@@ -110,10 +110,14 @@ def test_construction_errors(make, overrides, error, message):
 
 
 def test_factory_specific_errors():
-    with pytest.raises(TypeError, match=r"`filters` is required: a positive integer.*Received: filters=None"):
+    # Left out, a required argument is named; given as None, the None is echoed.
+    with pytest.raises(TypeError, match=r"^`filters` is required: a positive integer, the number "
+                       r"of output channels\.$"):
         layer_conv_3d_reparameterization(kernel_size=3)
+    with pytest.raises(TypeError, match=r"`filters` is required: a positive integer.*Received: filters=None"):
+        layer_conv_3d_reparameterization(filters=None, kernel_size=3)
     with pytest.raises(TypeError, match=r"`kernel_size` is required.*Received: kernel_size=None"):
-        layer_conv_3d_reparameterization(filters=3)
+        layer_conv_3d_reparameterization(filters=3, kernel_size=None)
     with pytest.raises(TypeError, match=r"`trainable` must be True or False\. Received: trainable='yes'"):
         layer_conv_3d_reparameterization(**VALID, trainable="yes")
     with pytest.raises(ValueError, match=r"`input_shape` must be a list of positive integers.*Received: input_shape=\[4, 0, 4, 1\]"):

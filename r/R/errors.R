@@ -28,6 +28,7 @@ python_error <- function(error, call, given = list()) {
   ours <- c(if (nzchar(base)) paste0("tfprobr_", base, "_error"), "tfprobr_error")
   condition <- if (is.list(error)) unclass(error) else list()
   condition$message <- message
+  condition$message_in_r_words <- TRUE
   condition$call <- call
   condition$python_type <- if (nzchar(type)) type else NULL
   structure(class = unique(c(ours, python_classes, "error", "condition")), condition)
@@ -38,7 +39,8 @@ python_error <- function(error, call, given = list()) {
 # tfprobr's functions: reticulate passes every exception's class names
 # through this filter, which adds tfprobr's classes in front.
 tfprobr_class_filter <- function(classes) {
-  if (!any(startsWith(classes, "tfprobr_bridge."))) {
+  if (!any(startsWith(classes, "tfprobr_bridge.")) ||
+      !"python.builtin.BaseException" %in% classes) {
     return(classes)
   }
   python <- classes[startsWith(classes, "python.builtin.") & endsWith(classes, "Error")]
@@ -48,7 +50,7 @@ tfprobr_class_filter <- function(classes) {
 
 #' @export
 conditionMessage.tfprobr_error <- function(c) {
-  if (!inherits(c, "python.builtin.object")) {
+  if (!inherits(c, "python.builtin.object") || isTRUE(unclass(c)[["message_in_r_words"]])) {
     return(NextMethod())
   }
   # A Python exception that came to R without passing through tfprobr's

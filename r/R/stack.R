@@ -27,7 +27,7 @@ layer_stack <- function(input_shape = NULL, ..., name = NULL) {
   with_r_errors(
     bridge$LayerStack(input_shape = as_shape(input_shape, "input_shape", call),
                       name = as_python_value(name, "name", call), layers = layers),
-    call
+    call, list(input_shape = input_shape, name = name)
   )
 }
 
@@ -49,8 +49,12 @@ layer_stack <- function(input_shape = NULL, ..., name = NULL) {
 #' @export
 add_layer <- function(object, layer) {
   call <- sys.call()
+  given <- list(layer = layer)
+  if (!missing(object)) {
+    given$object <- object
+  }
   object <- if (missing(object)) NULL else as_python_value(object, "object", call, na_ok = TRUE)
-  with_r_errors(bridge$add_layer(object, as_python_value(layer, "layer", call)), call)
+  with_r_errors(bridge$add_layer(object, as_python_value(layer, "layer", call)), call, given)
 }
 
 #' A Keras 3 model from a layer stack

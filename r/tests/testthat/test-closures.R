@@ -37,9 +37,15 @@ test_that("R closures are honoured for all eight fn arguments, also inside fit",
     ) |>
     layer_flatten() |>
     layer_dense(1)
+  # Building the model calls the four distribution fns, and traces the tensor
+  # and divergence fns once to check what they return (as tf_keras's symbolic
+  # call of the layer did).
   built <- mget(ls(calls), envir = calls)
   expect_setequal(names(built), c("kernel_posterior_fn", "kernel_prior_fn",
-                                  "bias_posterior_fn", "bias_prior_fn"))
+                                  "bias_posterior_fn", "bias_prior_fn",
+                                  "kernel_posterior_tensor_fn", "bias_posterior_tensor_fn",
+                                  "kernel_divergence_fn", "bias_divergence_fn"))
+  expect_true(all(unlist(built) == 1L))
 
   compile(model, optimizer = "adam", loss = "mse")
   before <- variable_values(model$layers[[1]])

@@ -35,27 +35,27 @@ bad_inputs <- list(
   list(list(filters = 2, kernel_size = 3, padding = 1), "`padding` must be one of \"valid\" or \"same\"\\. Received: padding=1"),
   list(list(filters = 2, kernel_size = 3, data_format = "NDHWC"), "`data_format` must be one of \"channels_last\" or \"channels_first\"\\. Received: data_format=\"NDHWC\""),
   list(list(filters = 2, kernel_size = 3, activation = "relux"), "`activation` must be the name of a Keras activation"),
-  list(list(filters = 2, kernel_size = 3, trainable = "yes"), "^`trainable` must be True or False\\. Received: trainable=\"yes\"$"),
+  list(list(filters = 2, kernel_size = 3, trainable = "yes"), "^`trainable` must be TRUE or FALSE\\. Received: trainable=\"yes\"$"),
   list(list(filters = 2, kernel_size = 3, kernel_posterior_fn = NULL), "^`kernel_posterior_fn` must be a function \\(a callable\\)\\. Received: kernel_posterior_fn=NULL$"),
   list(list(filters = 2, kernel_size = 3, kernel_posterior_tensor_fn = "sample"), "`kernel_posterior_tensor_fn` must be a function"),
-  list(list(filters = 2, kernel_size = 3, kernel_prior_fn = 1), "^`kernel_prior_fn` must be a function \\(a callable\\) or None\\. Received: kernel_prior_fn=1$"),
+  list(list(filters = 2, kernel_size = 3, kernel_prior_fn = 1), "^`kernel_prior_fn` must be a function \\(a callable\\) or NULL\\. Received: kernel_prior_fn=1$"),
   list(list(filters = 2, kernel_size = 3, kernel_divergence_fn = list()), "`kernel_divergence_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_posterior_fn = "normal"), "`bias_posterior_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_posterior_tensor_fn = 0), "`bias_posterior_tensor_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_prior_fn = TRUE), "`bias_prior_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_divergence_fn = "kl"), "`bias_divergence_fn` must be a function"),
-  list(list(filters = 2, kernel_size = 3, input_shape = c(8, 0, 8, 1)), "^`input_shape` must be a list of positive integers \\(None for an unknown size\\)\\. Received: input_shape=c\\(8, 0, 8, 1\\)$"),
-  list(list(filters = 2, kernel_size = 3, name = 3), "`name` must be a string or None\\. Received: name=3"),
-  list(list(filters = 2, kernel_size = 3, seed = -1), "`seed` must be None or an integer from 0 to 2147483647\\. Received: seed=-1"),
-  list(list("model", filters = 2, kernel_size = 3), "`object` must be None, a LayerStack, a keras.Sequential model.*Received: object='model' of type str"),
-  list(list(5, filters = 2, kernel_size = 3), "`object` must be None, .*Received: object=5.0 of type float"),
-  list(list(filters = 2, kernel_size = 3, unknown_argument = 1), "Unrecognized keyword arguments .*unknown_argument")
+  list(list(filters = 2, kernel_size = 3, input_shape = c(8, 0, 8, 1)), "^`input_shape` must be a list of positive integers \\(NULL for an unknown size\\)\\. Received: input_shape=c\\(8, 0, 8, 1\\)$"),
+  list(list(filters = 2, kernel_size = 3, name = 3), "`name` must be a string or NULL\\. Received: name=3"),
+  list(list(filters = 2, kernel_size = 3, seed = -1), "`seed` must be NULL or an integer from 0 to 2147483647\\. Received: seed=-1"),
+  list(list("model", filters = 2, kernel_size = 3), "`object` must be NULL, a LayerStack, a keras.Sequential model.*Received: object=\"model\" of type character$"),
+  list(list(5, filters = 2, kernel_size = 3), "`object` must be NULL, .*Received: object=5 of type numeric$"),
+  list(list(filters = 2, kernel_size = 3, unknown_argument = 1), "^Unknown argument `unknown_argument`: the arguments are `filters`, `kernel_size`, .*Received: unknown_argument=1$")
 )
 
 # R's own checks, and the same rule for every layer: one case per function.
 family_bad_inputs <- list(
   list("layer_dense_reparameterization", list(), "^`units` is required: a positive integer, the number of output features\\.$"),
-  list("layer_dense_flipout", list(units = 2, seed = 1.5), "`seed` must be None or an integer .*Received: seed=1\\.5"),
+  list("layer_dense_flipout", list(units = 2, seed = 1.5), "`seed` must be NULL or an integer .*Received: seed=1\\.5"),
   list("layer_dense_flipout", list(units = 2, seed = NA), "`seed` must be a value without NA"),
   list("layer_dense_local_reparameterization", list(units = 0), "^`units` must be a positive integer\\. Received: units=0$"),
   list("layer_conv_1d_reparameterization", list(filters = 2), "^`kernel_size` is required: a positive integer or a list of 1 positive integer\\.$"),
@@ -100,10 +100,19 @@ test_that("every layer of the family gives the same errors, from R or from Pytho
   }
 })
 
-test_that("R's own errors are classed as Python's would be, and need no Python", {
-  # A missing argument is Python's TypeError; NA a ValueError.
+test_that("a missing required argument is a TypeError, in Python's words", {
+  skip_if_no_python()
+  # Not passed at all, so Python says it is required (and checks misspelt
+  # names in `...` first), without a Received: part.
   error <- tryCatch(layer_dense_flipout(), error = identity)
-  expect_identical(class(error), c("tfprobr_type_error", "tfprobr_error", "error", "condition"))
+  expect_s3_class(error, "tfprobr_type_error")
+  expect_identical(conditionMessage(error),
+                   "`units` is required: a positive integer, the number of output features.")
+  expect_identical(error$call[[1]], quote(layer_dense_flipout))
+})
+
+test_that("R's own errors are classed as Python's would be, and need no Python", {
+  # NA is Python's ValueError.
   error <- tryCatch(layer_conv_2d_flipout(filters = 2, kernel_size = NA), error = identity)
   expect_identical(class(error), c("tfprobr_value_error", "tfprobr_error", "error", "condition"))
   expect_identical(error$call[[1]], quote(layer_conv_2d_flipout))
@@ -131,14 +140,14 @@ test_that("build-time errors reach R in the same form and leave the model unchan
 test_that("the composition helpers' errors reach R in the same form", {
   skip_if_no_python()
   expect_error(add_layer(layer_stack(), "dense"),
-               "^`layer` must be a Keras 3 layer .*Received: layer='dense'",
+               "^`layer` must be a Keras 3 layer .*Received: layer=\"dense\" of type character$",
                class = "python.builtin.TypeError")
   expect_error(as_keras_model(42), "`object` must be a layer stack")
   expect_error(layer_stack(input_shape = "a"),
-               "^`input_shape` must be a list of positive integers .*Received: input_shape='a'")
-  expect_error(layer_stack(input_shape = c(4, NA, 0)), "Received: input_shape=\\[4, None, 0\\]")
+               "^`input_shape` must be a list of positive integers .*Received: input_shape=\"a\"$")
+  expect_error(layer_stack(input_shape = c(4, NA, 0)), "Received: input_shape=c\\(4, NA, 0\\)$")
   expect_equal(unlist(layer_stack(input_shape = c(NA, 4))$input_shape), 4L)
-  expect_error(layer_stack(name = 1), "^`name` must be a string or None")
+  expect_error(layer_stack(name = 1), "^`name` must be a string or NULL")
   expect_error(layer_stack(name = NA), "^`name` must be a value without NA")
   expect_error(tfd_sample(tfp$distributions$Normal(0, 1), sample_shape = -1),
                "^`sample_shape` must be a vector of positive integers\\. Received: sample_shape=-1$")

@@ -212,10 +212,10 @@ test_that("predict_mc's classifier summaries equal R's computation from the draw
   # Without classifier = TRUE, no entropies; logits need a classifier; a regression is refused.
   expect_named(predict_mc(dense, x, n_samples = 2), c("mean", "stddev"), ignore.order = TRUE)
   expect_error(predict_mc(dense, x, n_samples = 2, from_logits = TRUE),
-               "^`from_logits=True` needs `classifier=True`")
+               "^`from_logits = TRUE` needs `classifier = TRUE`")
   regression <- keras_model_sequential(input_shape = 4) |> layer_dense_reparameterization(units = 1)
   expect_error(predict_mc(regression, x, n_samples = 2, classifier = TRUE),
-               "`classifier=True` needs model outputs whose last axis holds 2 or more classes")
+               "`classifier = TRUE` needs model outputs whose last axis holds 2 or more classes")
   expect_error(predict_mc(dense, x, classifier = NA), "^`classifier` must be a value without NA")
 })
 
