@@ -41,14 +41,16 @@ export TFPROBR_VENV := $(abspath $(VENV))
 # environment, no download.
 export RETICULATE_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: help debian-packages r-wheel setup r-venv-check test test-python test-r check-r demo demo-python bench clean
+.PHONY: help debian-packages r-wheel r-docs setup test-fast r-venv-check test test-python test-r check-r demo demo-python bench clean
 
 help:
 	@echo "make test   set up everything, then run every test"
+	@echo "make test-fast  the Python tests that start no process and need no R (minutes)"
 	@echo "make demo   set up everything, then render the brain-MRI study (out/demo/)"
 	@echo "make demo-python  the same study in Python (out/demo-python/)"
 	@echo "make bench  compare this layer with TFP's own class (writes bench/results/)"
 	@echo "make r-wheel  rebuild the Python wheel the R package ships (after changing tfprobr_bridge/)"
+	@echo "make r-docs   regenerate R's layer wrappers and every R help page"
 	@echo "make debian-packages  list the Debian packages set-up installs"
 
 debian-packages:
@@ -82,10 +84,18 @@ $(R_STAMP): $(R_SOURCES) $(PYTHON_STAMP) $(R_STACK_STAMP)
 	R CMD INSTALL --no-multiarch r
 	@touch $@
 
+# R's twelve layer wrappers and their pages are generated from the Python
+# package's tables (tests/test_generated_r.py fails while they differ).
+r-docs: $(PYTHON_STAMP)
+	$(PYTHON) tools/generate_r_layers.py
+	cd r && Rscript -e 'roxygen2::roxygenise()'
+
 # A fixed timestamp makes the wheel's bytes depend on its contents alone.
 r-wheel: $(PYTHON_STAMP)
 	rm -f $(SHIPPED_WHEEL_DIR)/*.whl
-	SOURCE_DATE_EPOCH=315532800 $(PYTHON) -m build --wheel --outdir $(SHIPPED_WHEEL_DIR) .
+	# Wheel from the sdist, as the packaging test builds it: never from a stale build/.
+	rm -rf build/r-wheel && SOURCE_DATE_EPOCH=315532800 $(PYTHON) -m build --outdir build/r-wheel .
+	mv build/r-wheel/*.whl $(SHIPPED_WHEEL_DIR)/ && rm -rf build/r-wheel
 
 # Another checkout may have reinstalled tfprobr for its own venv: then redo it.
 r-venv-check: $(R_STACK_STAMP)
@@ -97,6 +107,11 @@ setup: $(PYTHON_STAMP) r-venv-check
 
 test-python: setup
 	$(PYTHON) -m pytest
+
+# The fast lane: no test that starts a process, needs R or takes more than a
+# few seconds (under 3 minutes here). Needs only the Python set-up.
+test-fast: $(PYTHON_STAMP)
+	$(PYTHON) -m pytest -q -m "not slow and not subprocess and not r"
 
 test-r: setup
 	cd r/tests && Rscript testthat.R
@@ -111,7 +126,8 @@ check-r: setup
 	  echo "R CMD check reported the WARNING/ERROR above" >&2; exit 1; fi
 	@grep -E '\.\.\. NOTE' $(CHECK_DIR)/tfprobr.Rcheck/00check.log || echo "R CMD check: no NOTEs"
 
-test: test-python test-r check-r
+# R's tests run once, inside R CMD check (make test-r runs them on their own).
+test: test-python check-r
 
 DEMO_DIR := $(CURDIR)/out/demo
 DEMO_PYTHON_DIR := $(CURDIR)/out/demo-python
@@ -131,6 +147,7 @@ bench: setup
 	cd bench && ../$(PYTHON) family.py
 	cd bench && ../$(PYTHON) dense_regression.py
 	cd bench && Rscript r_side.R
+	cd bench && ../$(PYTHON) volume.py
 	cd bench && ../$(PYTHON) report.py
 
 clean:

@@ -89,6 +89,30 @@ def main():
             f"Keras 3 Dense / tf_keras Dense {dense['keras3_dense']['vs_tf_keras_dense']:.2f} "
             "(Keras 3's own per-step cost)."
         )
+    if (RESULTS / "volume.json").exists():
+        volume = {row["key"]: row for row in load("volume")}
+        mc = [row for row in volume.values() if row["key"].startswith("time_ours_")]
+        target("Whole-volume MC inference / N deterministic sliding-window passes",
+               ", ".join(f"N = {row['samples']} {row['ratio']:.2f}" for row in mc), "<= 1.30",
+               all(row["ratio"] <= 1.30 for row in mc))
+        few, many = volume["memory_ours_10"], volume["memory_ours_100"]
+        target("Peak memory of predict_volume, 100 / 10 samples",
+               f"{many['median']:.0f} vs {few['median']:.0f} MB, {many['ratio']:.2f}", "<= 1.10",
+               many["ratio"] <= 1.10)
+        stacked = [row for row in volume.values() if row["part"] == "stacked"]
+        template = [row for row in volume.values() if row["part"] == "template"]
+        text = ("- Peak memory, stacked samples (N passes kept, numpy mean/std) vs predict_volume: "
+                + ", ".join(f"N = {row['samples']} {row['median']:.0f} vs "
+                            f"{volume['memory_ours_' + str(row['samples'])]['median']:.0f} MB "
+                            f"({row['ratio']:.1f}x)" for row in stacked))
+        if template:
+            runs = [(row, volume[row["key"].replace("end_to_end", "predict")])
+                    for row in template if row["key"].endswith("end_to_end")]
+            text += ("; 1 mm MNI template (197x233x189), 30 samples, segment_nifti end to end "
+                     "(its predict_volume): "
+                     + ", ".join(f"model at {row['spacing_mm']} mm {row['median']:.0f} s "
+                                 f"({inner['median']:.0f} s)" for row, inner in runs))
+        lines.append(text + ".")
     text = "\n".join(lines)
     (RESULTS / "targets.md").write_text(text + "\n")
     print(text)

@@ -4,9 +4,17 @@ In CI (CI=true) a skipped test is a failure: a test that cannot run there is a
 missing install step, not a pass. Property tests are derandomized there (the
 same examples every run, so CI time and memory are known); locally they draw
 new examples each run, which is how they keep finding bugs.
+
+The fast lane (``make test-fast``) leaves out tests marked ``slow``,
+``subprocess`` or ``r``. A test that starts a process without its
+``subprocess`` mark fails, so the marks stay true. ``--order reverse`` or
+``--order shuffle:SEED`` runs the suite in another order, to show that no
+test depends on another having run first.
 """
 
 import os
+import random
+import subprocess
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,3 +54,35 @@ def _seeded():
 def rng():
     return np.random.default_rng(7)
 
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--order", default="file",
+        help="file (default), reverse, or shuffle:SEED: the order tests run in",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    order = config.getoption("--order")
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("shuffle:"):
+        random.Random(int(order.split(":", 1)[1])).shuffle(items)
+    elif order != "file":
+        raise pytest.UsageError(f"--order must be file, reverse or shuffle:SEED, not {order!r}")
+
+
+@pytest.fixture(autouse=True)
+def _processes_are_marked(request, monkeypatch):
+    """A test that starts a process must say so, so the fast lane can leave it out."""
+    if request.node.get_closest_marker("subprocess") is not None:
+        return
+
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process ({args!r}): mark it "
+            "@pytest.mark.subprocess, so that the fast lane (make test-fast) leaves it out"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -13,6 +13,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import json
 import tensorflow as tf
@@ -71,6 +73,8 @@ print("RESULT", json.dumps({
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_mirrored_strategy_matches_a_single_device_run_and_saves(tmp_path):
     path = str(tmp_path / "mirrored.keras")
     output = subprocess.run([sys.executable, "-c", SCRIPT, path], capture_output=True, text=True,

@@ -199,6 +199,7 @@ _REPEAT_SCRIPT = """
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_predict_mc_gives_the_same_numbers_in_ten_fresh_processes():
     results = []
     for _ in range(10):
@@ -225,6 +226,7 @@ def test_a_seed_fixes_predict_mc_and_different_seeds_differ(rng):
     np.testing.assert_allclose(whole["mean"], parts["mean"], rtol=1e-5)
 
 
+@pytest.mark.subprocess
 def test_a_model_drawing_from_tensorflows_own_state_still_repeats():
     """A fn of the user's that draws with TFP's stateful sampler: samples then run in order."""
     script = """
@@ -242,6 +244,7 @@ def test_a_model_drawing_from_tensorflows_own_state_still_repeats():
 
 # --- 6. a failed save leaves no file -------------------------------------------------------------
 
+@pytest.mark.subprocess
 def test_a_failed_save_leaves_no_file_and_keeps_the_one_before(tmp_path):
     script = f"""
         import os, threading, keras
@@ -293,6 +296,7 @@ def test_a_misspelt_argument_gets_did_you_mean():
 
 # --- 10. progress: a bar where a person watches, one line in a log -----------------------------
 
+@pytest.mark.subprocess
 def test_predict_mc_writes_one_plain_line_into_a_log():
     script = """
         import keras, numpy as np
@@ -325,7 +329,7 @@ class _Terminal:
 
 def test_a_terminal_gets_a_bar_with_the_time_left():
     terminal = _Terminal()
-    progress = tfprobr_bridge._progress.Progress("predict_mc", 4, 1, stream=terminal)
+    progress = tfprobr_bridge.uncertainty.progress.Progress("predict_mc", 4, 1, stream=terminal)
     for _ in range(4):
         progress.update()
     progress.finish()
@@ -363,6 +367,7 @@ def test_predict_mc_takes_a_dataset_and_ignores_its_labels(rng):
 
 # --- 12. loading before the import, and legacy Keras ---------------------------------------------
 
+@pytest.mark.subprocess
 def test_loading_needs_the_import_first_as_the_readme_says(tmp_path):
     path = tmp_path / "model.keras"
     keras.Sequential([keras.Input((2,)), DenseFlipout(3)]).save(path)
@@ -382,6 +387,7 @@ def test_loading_needs_the_import_first_as_the_readme_says(tmp_path):
     assert "Could not locate class" in readme and "TF_USE_LEGACY_KERAS" in readme
 
 
+@pytest.mark.subprocess
 def test_legacy_keras_mode_warns_on_import():
     process = _run("import tfprobr_bridge", env={"TF_USE_LEGACY_KERAS": "1"})
     assert process.returncode == 0, process.stderr[-2000:]

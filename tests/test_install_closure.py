@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import install_closure  # noqa: E402
 
+pytestmark = [pytest.mark.subprocess]
+
 REPOSITORY = pathlib.Path(os.environ.get("R_CRAN", ROOT.parent / "shared" / "r-cran"))
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import tfprobr_bridge
 from tfprobr_bridge import Conv3DReparameterization
-from tfprobr_bridge._main_thread import main_thread_fn
+from tfprobr_bridge.r_bridge.main_thread import main_thread_fn
 
 
 def test_on_the_main_thread_the_fn_runs_as_given(rng):

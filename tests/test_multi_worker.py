@@ -6,6 +6,7 @@ per-epoch loss as the single-device run (data loss plus a KL term counted once),
 and the chief's saved model must hold the single-device run's weights.
 """
 
+import pytest
 import json
 import os
 import socket
@@ -17,6 +18,8 @@ import keras
 import numpy as np
 
 import tfprobr_bridge  # noqa: F401  (registers the layer for loading)
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "multi_worker_training.py"
 TIMEOUT = 300

@@ -16,6 +16,8 @@ import zipfile
 
 import pytest
 
+pytestmark = [pytest.mark.subprocess]
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SHIPPED = ROOT / "r" / "inst" / "python"

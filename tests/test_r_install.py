@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.r]
 
 # The environment's Python must match this one, whose packages it borrows.
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -5,6 +5,8 @@ import io
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -26,6 +28,9 @@ def test_readme_python_example_runs_and_prints_what_it_claims(tmp_path, monkeypa
     assert namespace["restored"].output_shape == (None, 2)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.r
 def test_readme_r_example_runs_in_rscript_and_prints_what_it_claims(tmp_path):
     import subprocess
 

@@ -127,6 +127,8 @@ print("RESOURCES", json.dumps({"ours": ours, "keras_conv3d": keras_conv}))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_200_build_call_drop_cycles_keep_memory_and_objects_flat():
     output = subprocess.run([sys.executable, "-c", RESOURCE_SCRIPT], capture_output=True,
                             text=True, timeout=600, check=True).stdout

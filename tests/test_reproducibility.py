@@ -82,6 +82,8 @@ print("DIGEST", digest, kl, losses[-1])
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_global_seed_gives_bit_identical_runs_in_fresh_processes():
     digests = []
     for _ in range(2):

@@ -21,7 +21,7 @@ from tfprobr_bridge import error_detection_auroc
 from tfprobr_bridge import plot_reliability_diagram
 from tfprobr_bridge import predict_mc
 from tfprobr_bridge import wrong_predictions
-from tfprobr_bridge._defaults import monte_carlo_sample
+from tfprobr_bridge.layers.seeding import monte_carlo_sample
 
 # --- predict_mc(classifier=True) -------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def _tfp_defaults():
     parameters = inspect.signature(tfp.layers.Convolution3DReparameterization).parameters
     return {
         name: parameters[name].default
-        for name in tfprobr_bridge._variational.FN_ARGUMENTS  # noqa: SLF001
+        for name in tfprobr_bridge.layers.base.FN_ARGUMENTS  # noqa: SLF001
     }
 
 

@@ -4,11 +4,14 @@ They run the real pipeline (data, crops, both networks, predict_mc, ratios, figu
 save/load, summary) with 8 small crops and one epoch, so a broken demo fails here.
 """
 
+import pytest
 import json
 import math
 import pathlib
 import subprocess
 import sys
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VIGNETTES = ROOT / "vignettes"
@@ -29,6 +32,7 @@ def _finite_numbers(value):
     return True
 
 
+@pytest.mark.r
 def test_r_vignette_renders_html_with_figures_and_summary(tmp_path):
     render = (
         'rmarkdown::render("{rmd}", output_dir = "{out}", intermediates_dir = "{tmp}", '
@@ -58,6 +62,9 @@ def test_r_vignette_renders_html_with_figures_and_summary(tmp_path):
     )
     assert printed.returncode == 0, printed.stderr
     assert "held-out accuracy" in printed.stdout and "boundary/interior" in printed.stdout
+    for line in ("whole template", "shift study", "retention"):
+        assert line in printed.stdout
+    _assert_scanner_study(summary, tmp_path / "figures", tmp_path)
 
 
 def test_python_companion_runs_and_writes_its_summary(tmp_path):
@@ -74,6 +81,7 @@ def test_python_companion_runs_and_writes_its_summary(tmp_path):
     # The restored model predicts like the original, up to Monte Carlo variation.
     assert abs(summary["restored_accuracy"] - summary["accuracy"]["bayesian"]) < 0.05
     _assert_uncertainty_toolkit(summary, tmp_path)
+    _assert_scanner_study(summary, tmp_path, tmp_path)
 
 
 TOOLKIT_KEYS = {
@@ -103,3 +111,72 @@ def _assert_uncertainty_toolkit(summary, directory):
     assert warm["epochs"] <= summary["training_epochs"]["bayesian"]
     for figure in ("reliability.png", "uncertainty-maps.png"):
         assert (directory / figure).stat().st_size > 1000
+
+
+SHIFT_KINDS = {"bias_field", "rician_noise", "anisotropic", "blur", "ghosting"}
+TISSUES = {"other", "grey", "white"}
+
+
+def _assert_scanner_study(summary, figures, out):
+    """The main job's use of the tools: the whole 1 mm template through segment_nifti, the
+    scanner-shift study and the retention curves (shortened: severities 1 and 5, few draws)."""
+    assert {"whole_template", "shift_study", "retention"} <= set(summary)
+    for figure in ("whole-template.png", "shift-study.png", "retention.png"):
+        assert (figures / figure).stat().st_size > 1000
+    assert {"whole_template", "shift_study", "retention"} <= set(summary["figures"])
+
+    whole = summary["whole_template"]
+    assert whole["shape"] == [197, 233, 189] and whole["voxel_size_mm"] == [1.0, 1.0, 1.0]
+    assert whole["n_samples"] >= 2 and whole["windows"] >= 1
+    assert (out / "segmenter.keras").exists() and (out / "mni152_t1_1mm.nii.gz").exists()
+    assert (out / "segmentation" / "mni152_t1_1mm_labels.nii.gz").stat().st_size > 1000
+    assert set(whole["classes"]) == TISSUES
+    for tissue, found in whole["classes"].items():
+        low, high = found["interval_ml"]
+        assert 0 <= low <= high, (tissue, found)
+        assert found["volume_ml"] >= 0 and found["draw_sd_ml"] >= 0
+        assert found["reference_ml"] > 0
+    # The classes' volumes add up to the scan's (1 mm voxels: 1000 per mL).
+    total = sum(found["volume_ml"] for found in whole["classes"].values())
+    assert abs(total - 197 * 233 * 189 / 1000) < 0.01 * total
+    for key in ("dice_held_out_slab", "dice_whole_template"):
+        assert set(whole[key]) == TISSUES
+        assert all(0 <= value <= 1 for value in whole[key].values())
+
+    study = summary["shift_study"]
+    severities = study["severities"]
+    assert severities == [0, 1, 5]  # the shortened study; the full one runs 0 to 5
+    assert study["n_samples"] >= 2 and study["seconds"] > 0
+    assert set(study["kinds"]) == SHIFT_KINDS
+    for kind, found in study["kinds"].items():
+        assert isinstance(found["parameter"], str) and len(found["levels"]) == len(severities) - 1
+        assert found["levels"] == sorted(found["levels"])
+        for model, keys in (("bayesian", ("dice", "ece", "mean_mutual_information",
+                                          "mean_predictive_entropy")),
+                            ("deterministic", ("dice", "ece", "mean_softmax_entropy"))):
+            assert set(found[model]) == set(keys), (kind, model)
+            for key in keys:
+                assert len(found[model][key]) == len(severities), (kind, model, key)
+            assert all(0 <= value <= 1 for value in found[model]["dice"])
+            assert all(0 <= value <= 1 for value in found[model]["ece"])
+        assert all(value >= 0 for value in found["bayesian"]["mean_mutual_information"])
+        # Severity 0 is the clean slab, the same for every kind.
+        first = study["kinds"]["bias_field"]
+        assert found["bayesian"]["dice"][0] == first["bayesian"]["dice"][0]
+        assert found["deterministic"]["ece"][0] == first["deterministic"]["ece"][0]
+
+    retention = summary["retention"]
+    fractions = retention["fractions"]
+    assert fractions[0] == 0 and abs(fractions[-1] - 0.5) < 1e-9 and fractions == sorted(fractions)
+    assert set(retention["curves"]) == {
+        "bayesian_mutual_information", "bayesian_predictive_entropy", "bayesian_random",
+        "deterministic_softmax_entropy", "deterministic_random"}
+    for name, curve in retention["curves"].items():
+        assert len(curve) == len(fractions)
+        assert all(0 <= value <= 1 for value in curve)
+        # Correcting a voxel never lowers a Dice: the curves only rise.
+        assert all(later >= earlier - 1e-12 for earlier, later in zip(curve, curve[1:])), name
+        model = name.split("_")[0]
+        clean = summary["dice"][model]
+        assert abs(curve[0] - (clean["grey"] + clean["white"]) / 2) < 1e-9, name
+        assert 0 <= retention["mean_dice"][name] <= 1

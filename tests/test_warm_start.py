@@ -9,8 +9,8 @@ from helpers import volumes
 
 import tfprobr_bridge
 from tfprobr_bridge import predict_mc
-from tfprobr_bridge._warm_start import EmpiricalNormalPrior
-from tfprobr_bridge._warm_start import to_bayesian
+from tfprobr_bridge import EmpiricalNormalPrior
+from tfprobr_bridge import to_bayesian
 
 ESTIMATORS = ("reparameterization", "flipout", "local_reparameterization")
 SUFFIX = {

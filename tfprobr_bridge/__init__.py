@@ -1,6 +1,14 @@
 """TensorFlow Probability's variational layers (Bayesian convolutions and dense layers), on Keras 3, for R and Python.
 
-The public surface is ``__all__``; everything else lives in private modules.
+The public surface is ``__all__``. Behind it, dependencies point down only:
+
+- ``layers/``: the variational family (base, estimators, conv and dense shims,
+  ops, default fns and priors, seeding, fn saving, the family table);
+- ``uncertainty/``: Monte Carlo prediction, calibration, error detection,
+  warm start; it uses models and the family table, never the R bridge;
+- ``r_bridge/``: the R-shaped factory (``layer_*`` functions), ``LayerStack``,
+  and what the R package asks Python for;
+- ``validation`` and ``datasets`` beside them.
 """
 
 import os
@@ -26,63 +34,71 @@ if keras.backend.backend() != "tensorflow":
         "KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from tfprobr_bridge._conv import Conv1DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Conv2DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Conv3DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Conv1DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Conv2DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Conv3DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Conv1DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Conv2DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Conv3DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution1DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution2DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution3DReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution1DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Convolution2DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Convolution3DFlipout  # noqa: E402
-from tfprobr_bridge._conv import Convolution1DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution2DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._conv import Convolution3DLocalReparameterization  # noqa: E402
-from tfprobr_bridge._dense import DenseReparameterization  # noqa: E402
-from tfprobr_bridge._dense import DenseFlipout  # noqa: E402
-from tfprobr_bridge._dense import DenseLocalReparameterization  # noqa: E402
-from tfprobr_bridge._calibration import calibration  # noqa: E402
-from tfprobr_bridge._calibration import plot_reliability_diagram  # noqa: E402
-from tfprobr_bridge._datasets import load_mni152_tissue  # noqa: E402
-from tfprobr_bridge._error_detection import error_detection_auroc  # noqa: E402
-from tfprobr_bridge._error_detection import wrong_predictions  # noqa: E402
-from tfprobr_bridge._defaults import MeanFieldNormal  # noqa: E402
-from tfprobr_bridge._defaults import default_mean_field_normal_fn  # noqa: E402
-from tfprobr_bridge._defaults import default_multivariate_normal_fn  # noqa: E402
-from tfprobr_bridge._defaults import kl_divergence_fn  # noqa: E402
-from tfprobr_bridge._defaults import ScaledKLDivergence  # noqa: E402
-from tfprobr_bridge._defaults import sample  # noqa: E402
-from tfprobr_bridge._defaults import scaled_kl_divergence_fn  # noqa: E402
-from tfprobr_bridge._factory import add_layer  # noqa: E402
-from tfprobr_bridge._factory import create_layer  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_1d_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_2d_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_3d_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_1d_flipout  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_2d_flipout  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_3d_flipout  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_1d_local_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_2d_local_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_conv_3d_local_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_dense_reparameterization  # noqa: E402
-from tfprobr_bridge._factory import layer_dense_flipout  # noqa: E402
-from tfprobr_bridge._factory import layer_dense_local_reparameterization  # noqa: E402
-from tfprobr_bridge._monte_carlo import predict_mc  # noqa: E402
-from tfprobr_bridge._stack import LayerStack  # noqa: E402
-from tfprobr_bridge._warm_start import EmpiricalNormalPrior  # noqa: E402
-from tfprobr_bridge._warm_start import to_bayesian  # noqa: E402
-from tfprobr_bridge._fn_serialization import UnsavableFnError  # noqa: E402
-from tfprobr_bridge import _main_thread  # noqa: E402,F401 -- the R package wraps R fns with it
-from tfprobr_bridge import _saving  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv1DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv2DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv3DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv1DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv2DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv3DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv1DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv2DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Conv3DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution1DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution2DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution3DReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution1DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution2DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution3DFlipout  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution1DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution2DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.conv import Convolution3DLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.dense import DenseReparameterization  # noqa: E402
+from tfprobr_bridge.layers.dense import DenseFlipout  # noqa: E402
+from tfprobr_bridge.layers.dense import DenseLocalReparameterization  # noqa: E402
+from tfprobr_bridge.layers.defaults import EmpiricalNormalPrior  # noqa: E402
+from tfprobr_bridge.layers.defaults import MeanFieldNormal  # noqa: E402
+from tfprobr_bridge.layers.defaults import ScaledKLDivergence  # noqa: E402
+from tfprobr_bridge.layers.defaults import default_mean_field_normal_fn  # noqa: E402
+from tfprobr_bridge.layers.defaults import default_multivariate_normal_fn  # noqa: E402
+from tfprobr_bridge.layers.defaults import kl_divergence_fn  # noqa: E402
+from tfprobr_bridge.layers.defaults import sample  # noqa: E402
+from tfprobr_bridge.layers.defaults import scaled_kl_divergence_fn  # noqa: E402
+from tfprobr_bridge.layers.fn_serialization import UnsavableFnError  # noqa: E402
+from tfprobr_bridge.layers import saving as _saving  # noqa: E402
+from tfprobr_bridge.uncertainty.calibration import calibration  # noqa: E402
+from tfprobr_bridge.uncertainty.calibration import plot_reliability_diagram  # noqa: E402
+from tfprobr_bridge.uncertainty.error_detection import error_detection_auroc  # noqa: E402
+from tfprobr_bridge.uncertainty.error_detection import wrong_predictions  # noqa: E402
+from tfprobr_bridge.uncertainty.monte_carlo import predict_mc  # noqa: E402
+from tfprobr_bridge.uncertainty.nifti import load_preprocessing  # noqa: E402
+from tfprobr_bridge.uncertainty.nifti import preprocessing  # noqa: E402
+from tfprobr_bridge.uncertainty.nifti import save_segmenter  # noqa: E402
+from tfprobr_bridge.uncertainty.nifti import segment_nifti  # noqa: E402
+from tfprobr_bridge.uncertainty.volume import predict_volume  # noqa: E402
+from tfprobr_bridge.uncertainty.warm_start import to_bayesian  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import add_layer  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import create_layer  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_1d_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_2d_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_3d_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_1d_flipout  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_2d_flipout  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_3d_flipout  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_1d_local_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_2d_local_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_conv_3d_local_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_dense_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_dense_flipout  # noqa: E402
+from tfprobr_bridge.r_bridge.factory import layer_dense_local_reparameterization  # noqa: E402
+from tfprobr_bridge.r_bridge.stack import LayerStack  # noqa: E402
+from tfprobr_bridge.datasets import load_mni152_tissue  # noqa: E402
+from tfprobr_bridge import _legacy_paths  # noqa: E402
 
 # Saving checks this package's layers' fns before Keras opens the file.
 _saving.install()
+# Modules of the layout before layers/, uncertainty/ and r_bridge/, for pickles
+# of user fns saved then, which name them.
+_legacy_paths.install()
 
 __version__ = "0.1.0"
 
@@ -132,9 +148,14 @@ __all__ = [
     "layer_dense_flipout",
     "layer_dense_local_reparameterization",
     "layer_dense_reparameterization",
+    "load_preprocessing",
     "load_mni152_tissue",
     "plot_reliability_diagram",
     "predict_mc",
+    "predict_volume",
+    "preprocessing",
+    "save_segmenter",
+    "segment_nifti",
     "sample",
     "scaled_kl_divergence_fn",
     "to_bayesian",

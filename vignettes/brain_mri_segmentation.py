@@ -8,7 +8,13 @@ foreground: calibration (ECE, MCE, a reliability diagram), the mutual
 information beside the standard deviation, how well each uncertainty flags the
 wrong voxels (AUROC), and a Bayesian network warm-started from the trained
 deterministic one with to_bayesian(), against the one trained from scratch.
-`make demo-python` runs it; `--quick` is the smoke test.
+Then, as a user would: the network saved with its preprocessing
+(save_segmenter) segments the whole 1 mm template from a NIfTI file
+(segment_nifti: class volumes with intervals, uncertainty maps); both networks
+meet realistic scanner shifts (tfprobr_bridge.datasets.simulate_shift: bias
+field, Rician noise, thick slices, blur, ghosting) of growing severity; and a
+retention curve shows how Dice rises as the most uncertain voxels are referred
+to a person. `make demo-python` runs it; `--quick` is the smoke test.
 
     python vignettes/brain_mri_segmentation.py [--quick] [--output-dir out/demo-python]
 """
@@ -36,14 +42,22 @@ from tfprobr_bridge import layer_conv_3d_reparameterization as bayes_conv  # noq
 from tfprobr_bridge import load_mni152_tissue  # noqa: E402
 from tfprobr_bridge import plot_reliability_diagram  # noqa: E402
 from tfprobr_bridge import predict_mc  # noqa: E402
+from tfprobr_bridge import save_segmenter  # noqa: E402
 from tfprobr_bridge import scaled_kl_divergence_fn  # noqa: E402
+from tfprobr_bridge import segment_nifti  # noqa: E402
 from tfprobr_bridge import to_bayesian  # noqa: E402
 from tfprobr_bridge import wrong_predictions  # noqa: E402
+from tfprobr_bridge.datasets import SHIFT_KINDS  # noqa: E402
+from tfprobr_bridge.datasets import shift_parameter  # noqa: E402
+from tfprobr_bridge.datasets import simulate_shift  # noqa: E402
 
 SLAB = slice(28, 37)  # nine held-out axial slices (the R vignette's 29:37)
 MARGIN = 3  # the network's reach: three voxels of context
 N_BINS = 15  # calibration's equal-width confidence bins
 DELTA = 0.1  # the warm start's posterior scales: DELTA * |trained weight| (MOPED)
+PATCH, OVERLAP = 48, 0.25  # segment_nifti's windows (at 3 mm) over the whole template
+CORONAL = 125  # the whole-template figure's coronal slice (1 mm), through the basal ganglia
+FRACTIONS = np.round(np.arange(0, 0.51, 0.05), 2)  # the retention curve's fractions referred
 
 
 def crops(t1, labels, n, size, rng):
@@ -120,6 +134,144 @@ def worst_bin_voxels(result):
 def auroc(uncertainty, wrong):
     """error_detection_auroc, or None when every voxel is right (or wrong): the area is undefined."""
     return float(error_detection_auroc(uncertainty, wrong)) if 0 < wrong.sum() < wrong.size else None
+
+
+def dice_grey_white(predicted, truth):
+    """The mean of the grey- and white-matter Dice: the shift study's and retention's one number."""
+    return float(np.mean([dice(predicted, truth, 1), dice(predicted, truth, 2)]))
+
+
+def retention_curve(predicted, truth, uncertainty, in_foreground):
+    """Dice after the most uncertain FRACTIONS of the foreground are referred and corrected."""
+    index = np.flatnonzero(in_foreground)
+    ranked = index[np.argsort(-uncertainty.ravel()[index], kind="stable")]
+    curve = []
+    for fraction in FRACTIONS:
+        corrected = predicted.copy().ravel()
+        referred = ranked[:int(round(fraction * len(ranked)))]
+        corrected[referred] = truth.ravel()[referred]  # a person labels them correctly
+        curve.append(dice_grey_white(corrected.reshape(truth.shape), truth))
+    return curve
+
+
+def segment_whole_template(bayesian, tissues, out, n_samples, slab_1mm):
+    """save_segmenter, the 1 mm template to .nii.gz, segment_nifti; volumes, Dice and the maps."""
+    import nibabel
+    from nilearn import datasets
+
+    segmenter = out / "segmenter.keras"
+    save_segmenter(bayesian, segmenter, voxel_spacing=3, orientation="RAS",
+                   normalization="zscore", class_names=list(tissues))
+    template = out / "mni152_t1_1mm.nii.gz"
+    datasets.load_mni152_template(resolution=1).to_filename(template)
+    result, = segment_nifti(segmenter, template, out / "segmentation", n_samples=n_samples,
+                            patch_size=PATCH, overlap=OVERLAP, seed=2026, overwrite=True,
+                            verbose=0)
+    if result["status"] != "done":
+        raise RuntimeError(f"segment_nifti failed: {result['error']}")
+    summary = result["summary"]
+    reference = load_mni152_tissue(downsample=1)["labels"]
+    maps = {name: np.asarray(nibabel.load(result["outputs"][name]).dataobj)
+            for name in ("labels", "predictive_entropy", "mutual_information")}
+    maps["t1"] = np.asarray(nibabel.load(template).dataobj, dtype=np.float32)
+    labels = maps["labels"]
+    classes = {}
+    for k, tissue in enumerate(tissues):
+        found = summary["classes"][tissue]
+        classes[tissue] = {key: found[key] for key in (
+            "volume_ml", "interval_ml", "draw_sd_ml", "label_volume_ml", "mean_mutual_information",
+            "mean_predictive_entropy")}
+        classes[tissue]["reference_ml"] = float(np.sum(reference == k) / 1000)
+    whole = {
+        "input": str(template), "model": str(segmenter), "shape": summary["shape"],
+        "voxel_size_mm": summary["voxel_size_mm"], "n_samples": n_samples,
+        "windows": summary["windows"], "patch_size": PATCH, "overlap": OVERLAP,
+        "seconds": summary["seconds"], "interval": summary["interval"], "classes": classes,
+        "dice_held_out_slab": {t: float(dice(labels[..., slab_1mm], reference[..., slab_1mm], k))
+                               for k, t in enumerate(tissues)},
+        "dice_whole_template": {t: float(dice(labels, reference, k)) for k, t in enumerate(tissues)},
+    }
+    return whole, maps
+
+
+def whole_template_figure(maps, axial, tissues, path):
+    """Axial and coronal slices of the 1 mm template: T1, labels, entropy, MI, with colour bars."""
+    labels_map = matplotlib.colors.ListedColormap(["black", "0.6", "white"])
+    mi_top = max(maps["mutual_information"][:, :, axial].max(),
+                 maps["mutual_information"][:, CORONAL, :].max())
+    panels = [("t1", "T1 (1 mm)", "gray", 0, 1), ("labels", "labels", labels_map, -0.5, 2.5),
+              ("predictive_entropy", "predictive entropy (nats)", "viridis", 0, np.log(3)),
+              ("mutual_information", "mutual information (nats)", "inferno", 0, mi_top)]
+    figure, axes = plt.subplots(2, 4, figsize=(18, 9.6), constrained_layout=True)
+    for row, (view, cut) in enumerate((("axial", np.s_[:, :, axial]),
+                                       ("coronal", np.s_[:, CORONAL, :]))):
+        for column, (key, title, colours, low, high) in enumerate(panels):
+            axis = axes[row, column]
+            shown = axis.imshow(maps[key][cut].T, origin="lower", cmap=colours, vmin=low, vmax=high,
+                                interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(title)
+            if column == 0:
+                axis.set_ylabel(f"{view} slice {axial if view == 'axial' else CORONAL}")
+            if row == 1:
+                bar = figure.colorbar(shown, ax=axes[:, column], orientation="horizontal",
+                                      fraction=0.05, pad=0.02)
+                if key == "labels":
+                    bar.set_ticks([0, 1, 2], labels=list(tissues))
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def shift_study_figure(study, path):
+    """Dice, ECE, mean MI and mean entropy against severity, per shift, both models."""
+    severities = study["severities"]
+    colours = {"bayesian": "firebrick", "deterministic": "steelblue"}
+    rows = [("dice", "Dice (grey, white)", {"bayesian": "dice", "deterministic": "dice"}),
+            ("ece", "ECE (foreground)", {"bayesian": "ece", "deterministic": "ece"}),
+            ("mi", "mean mutual information (nats)", {"bayesian": "mean_mutual_information"}),
+            ("entropy", "mean entropy (nats)", {"bayesian": "mean_predictive_entropy",
+                                                "deterministic": "mean_softmax_entropy"})]
+    kinds = list(study["kinds"])
+    figure, axes = plt.subplots(len(rows), len(kinds), figsize=(20, 14), sharey="row",
+                                constrained_layout=True)
+    for r, (_, label, keys) in enumerate(rows):
+        for c, kind in enumerate(kinds):
+            axis = axes[r, c]
+            for model, key in keys.items():
+                axis.plot(severities, study["kinds"][kind][model][key], "o-", color=colours[model],
+                          lw=2, label=model)
+            if r == 0:
+                axis.set_title(kind)
+            if c == 0:
+                axis.set_ylabel(label)
+            axis.set_xlabel("severity")
+            axis.set_xticks(severities)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, [f"Bayesian (mean of {study['n_samples']} draws; entropy: predictive)",
+                            "deterministic (one pass; entropy: softmax)"],
+                  loc="outside upper center", ncol=2, frameon=False)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def retention_figure(retention, path):
+    styles = {"bayesian_mutual_information": ("firebrick", "-", "Bayesian, by mutual information"),
+              "bayesian_predictive_entropy": ("darkorange", "-", "Bayesian, by predictive entropy"),
+              "deterministic_softmax_entropy": ("steelblue", "-", "deterministic, by softmax entropy"),
+              "bayesian_random": ("firebrick", ":", "Bayesian, at random"),
+              "deterministic_random": ("steelblue", ":", "deterministic, at random")}
+    figure, axis = plt.subplots(figsize=(8, 5.5))
+    for name, (colour, style, label) in styles.items():
+        axis.plot(retention["fractions"], retention["curves"][name], marker="o", ms=3, ls=style,
+                  color=colour, lw=2, label=label)
+    axis.set_xlabel("fraction of held-out foreground voxels referred")
+    axis.set_ylabel("Dice (grey, white) after referral")
+    axis.set_title("Retention: the most uncertain voxels corrected first")
+    axis.legend(loc="lower right", frameon=False)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
 
 
 def main():
@@ -220,7 +372,76 @@ def main():
 
     warm_scores = scores_of(predicted["warm_start"])
     figures = {"slices": out / "slices.png", "reliability": out / "reliability.png",
-               "uncertainty_maps": out / "uncertainty-maps.png"}
+               "uncertainty_maps": out / "uncertainty-maps.png",
+               "whole_template": out / "whole-template.png", "shift_study": out / "shift-study.png",
+               "retention": out / "retention.png"}
+
+    # The whole 1 mm template, from its NIfTI file, through the saved segmenter (3 mm, z-scored
+    # over the brain as in training, class names); Dice at 1 mm on the held-out slab's 27 slices.
+    middle = truth.shape[2] // 2
+    whole, whole_maps = segment_whole_template(
+        bayesian, mri["tissues"], out, n_samples=3 if args.quick else 30,
+        slab_1mm=slice(3 * SLAB.start, 3 * SLAB.stop))
+    whole_template_figure(whole_maps, 3 * (SLAB.start + middle) + 1, mri["tissues"],
+                          figures["whole_template"])
+    del whole_maps
+
+    # Scanner shifts of the raw 3 mm template, standardised over the brain as in training; both
+    # networks on the held-out slab (severity 0: the clean slab, predicted the same way).
+    severities = [1, 5] if args.quick else [1, 2, 3, 4, 5]
+    shift_samples = 3 if args.quick else 20
+
+    def evaluate_on(volume):
+        standardised = (volume - volume[foreground].mean()) / volume[foreground].std()
+        x_shift = standardised[None, :, :, context, None].astype("float32")
+        draws = predict_mc(bayesian, x_shift, n_samples=shift_samples, classifier=True, seed=11)
+        draws = {k: v[0, :, :, inner] for k, v in draws.items()}
+        single = deterministic.predict(x_shift, verbose=0)[0, :, :, inner]
+        return {
+            "bayesian": {
+                "dice": dice_grey_white(draws["mean"].argmax(-1), truth),
+                "ece": float(calibration(draws["mean"][in_foreground], labels, n_bins=N_BINS)["ece"]),
+                "mean_mutual_information": float(draws["mutual_information"][in_foreground].mean()),
+                "mean_predictive_entropy": float(draws["predictive_entropy"][in_foreground].mean())},
+            "deterministic": {
+                "dice": dice_grey_white(single.argmax(-1), truth),
+                "ece": float(calibration(single[in_foreground], labels, n_bins=N_BINS)["ece"]),
+                "mean_softmax_entropy": float(entropy(single)[in_foreground].mean())},
+        }
+
+    shift_timer = time.perf_counter()
+    clean = evaluate_on(mri["t1"])
+    shift_study = {"severities": [0, *severities], "n_samples": shift_samples, "kinds": {}}
+    for kind in SHIFT_KINDS:
+        results = [clean] + [evaluate_on(simulate_shift(mri["t1"], kind, s, seed=1))
+                             for s in severities]
+        shift_study["kinds"][kind] = {
+            "parameter": shift_parameter(kind, 1)[0],
+            "levels": [shift_parameter(kind, s)[1] for s in severities],
+            **{model: {key: [r[model][key] for r in results] for key in clean[model]}
+               for model in clean},
+        }
+    shift_study["seconds"] = time.perf_counter() - shift_timer
+    shift_study_figure(shift_study, figures["shift_study"])
+
+    # Retention on the clean slab: the most uncertain foreground voxels referred and corrected.
+    random_order = np.random.default_rng(5).random(truth.shape)
+    curves = {
+        "bayesian_mutual_information": retention_curve(predicted["bayesian"], truth,
+                                                       mc["mutual_information"], in_foreground),
+        "bayesian_predictive_entropy": retention_curve(predicted["bayesian"], truth,
+                                                       mc["predictive_entropy"], in_foreground),
+        "bayesian_random": retention_curve(predicted["bayesian"], truth, random_order,
+                                           in_foreground),
+        "deterministic_softmax_entropy": retention_curve(
+            predicted["deterministic"], truth, scores["deterministic"]["softmax_entropy"],
+            in_foreground),
+        "deterministic_random": retention_curve(predicted["deterministic"], truth, random_order,
+                                                in_foreground),
+    }
+    retention = {"fractions": [float(f) for f in FRACTIONS], "curves": curves,
+                 "mean_dice": {k: float(np.mean(v)) for k, v in curves.items()}}
+    retention_figure(retention, figures["retention"])
     summary = {
         "quick": args.quick,
         "accuracy": {k: float(np.mean(predicted[k] == truth)) for k in ("bayesian", "deterministic")},
@@ -266,10 +487,14 @@ def main():
                 (training["warm_start"]["seconds"] + training["deterministic"]["seconds"])
                 / training["bayesian"]["seconds"],
         },
+        # As the R vignette's: the whole 1 mm template through segment_nifti, the shift study
+        # (one value per severity, 0 the clean slab) and the retention curves.
+        "whole_template": whole,
+        "shift_study": shift_study,
+        "retention": retention,
         "figures": {k: str(v) for k, v in figures.items()},
     }
 
-    middle = truth.shape[2] // 2
     panels = [(mri["t1"][:, :, SLAB][..., middle], "T1", "gray"), (truth[..., middle], "truth", "gray"),
               (predicted["bayesian"][..., middle], "Bayesian prediction", "gray"),
               (uncertainty[..., middle], "uncertainty", "inferno")]

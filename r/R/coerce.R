@@ -9,6 +9,12 @@
 
 is_python <- function(x) inherits(x, "python.builtin.object")
 
+# Whether `x` is a Python object of class `cls` (a Python class), by Python's
+# isinstance: never by reticulate's class strings, which name module paths.
+is_instance <- function(x, cls) {
+  is_python(x) && isTRUE(reticulate::import_builtins()$isinstance(x, cls))
+}
+
 # Whole doubles as R integers, so that Python receives 2 rather than 2.0 (and
 # says "Received: filters=2" when it refuses one). Anything else, 2.5 or a
 # size too large for an R integer included, goes to Python as it is.
@@ -69,48 +75,22 @@ as_python_value <- function(x, name, call = sys.call(-1), na_ok = FALSE) {
   x
 }
 
-# The eight fns of TFP's protocol, and what the layer passes each,
-# positionally: Python's names for them, as in its own arity message.
-maker_parameters <- c("dtype", "shape", "name", "trainable", "add_variable_fn")
-fn_parameters <- list(
-  kernel_posterior_fn = maker_parameters,
-  kernel_posterior_tensor_fn = "distribution",
-  kernel_prior_fn = maker_parameters,
-  kernel_divergence_fn = c("q", "p", "sample"),
-  bias_posterior_fn = maker_parameters,
-  bias_posterior_tensor_fn = "distribution",
-  bias_prior_fn = maker_parameters,
-  bias_divergence_fn = c("q", "p", "sample")
-)
-
-# Can the R function `f` be called with `n` positional arguments?
-takes_arguments <- function(f, n) {
-  arguments <- formals(if (is.primitive(f)) args(f) else f)
-  if ("..." %in% names(arguments)) {
-    return(TRUE)
-  }
-  required <- sum(vapply(arguments, function(a) identical(a, quote(expr = )), TRUE))
-  required <= n && length(arguments) >= n
-}
-
-# A fn argument. An R function is checked for arity (Python cannot read an R
-# function's signature through reticulate) and wrapped to run on R's thread
-# only; anything else (a Python callable, NULL, a value that is no function)
-# goes to Python, which decides.
+# A fn argument. An R function's formals (which Python cannot read through
+# reticulate) are handed to Python, which knows what the layer passes each fn
+# and refuses one that cannot take it; it is then wrapped to run on R's
+# thread only. Anything else (a Python callable, NULL, a value that is no
+# function) goes to Python, which decides.
 as_fn <- function(x, name, call = sys.call(-1)) {
   if (!is.function(x) || is_python(x)) {
     return(as_integer(as_python_value(x, name, call)))
   }
-  parameters <- fn_parameters[[name]]
-  if (!takes_arguments(x, length(parameters))) {
-    argument_error(
-      name,
-      paste0("a function of ", length(parameters), " argument",
-             if (length(parameters) > 1) "s", " (", paste(parameters, collapse = ", "),
-             "), as the layer calls it"),
-      x, call, type = "type"
-    )
-  }
+  formals <- formals(if (is.primitive(x)) args(x) else x)
+  dots <- "..." %in% names(formals)
+  required <- sum(vapply(formals, function(a) identical(a, quote(expr = )), TRUE))
+  with_r_errors(
+    r_bridge("facts")$check_r_function(name, required, length(formals), dots, received(x)),
+    call, stats::setNames(list(x), name)
+  )
   # An error inside the user's function names the argument it was given as
   # (reticulate would report only the function's own words, such as "object
   # 'tf' not found", against the call that built the layer).
@@ -126,7 +106,13 @@ as_fn <- function(x, name, call = sys.call(-1)) {
   }
   # R runs only on the main thread; off it (a tf.distribute replica), the
   # wrapper raises an error naming the argument instead of letting R abort.
-  reticulate::py_get_attr(bridge, "_main_thread")$main_thread_fn(named, name)
+  r_bridge("main_thread")$main_thread_fn(named, name)
+}
+
+# A module of the Python package's R bridge (tfprobr_bridge.r_bridge.*).
+r_bridge <- function(module) {
+  invisible(bridge)  # tfprobr_bridge first: it reports a missing Python or module
+  reticulate::import(paste0("tfprobr_bridge.r_bridge.", module))
 }
 
 # One example's shape, for Python (which judges it): NA, R's unknown size,
@@ -148,22 +134,6 @@ as_shape <- function(x, name, call = sys.call(-1)) {
   as_python_value(x, name, call)
 }
 
-# A sample shape for TensorFlow Probability, which has no message of its own
-# in Keras's form: checked here.
-as_sample_shape <- function(x, name, call = sys.call(-1)) {
-  if (is.null(x) || is_python(x) || (is.list(x) && !length(x))) {
-    return(x)
-  }
-  if (is.list(x) && all(vapply(x, function(size) is.numeric(size) && length(size) == 1L, TRUE))) {
-    x <- unlist(x)
-  }
-  whole <- is.numeric(x) && length(x) && all(is.finite(x)) && all(x == trunc(x)) &&
-    all(x >= 1) && all(x <= .Machine$integer.max)
-  if (!whole) {
-    argument_error(name, "a vector of positive integers", x, call)
-  }
-  reticulate::tuple(as.list(as.integer(x)))
-}
 
 # `verbose` as keras3 reads it: "auto" is one line when done under knitr,
 # nothing under testthat, and otherwise Python's choice (a progress bar where a

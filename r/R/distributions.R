@@ -13,8 +13,15 @@
 #' @export
 tfd_sample <- function(distribution, sample_shape = list(), ...) {
   call <- sys.call()
-  sample_shape <- as_sample_shape(sample_shape, "sample_shape", call)
-  with_r_errors(distribution$sample(sample_shape = sample_shape, ...), call)
+  given <- list(sample_shape = sample_shape)
+  sample_shape <- as_integer(as_python_value(sample_shape, "sample_shape", call))
+  if (is.numeric(sample_shape) && length(sample_shape) == 1L) {
+    sample_shape <- list(sample_shape)  # one size is a vector of one, not a scalar
+  }
+  with_r_errors(
+    r_bridge("distributions")$sample(distribution, sample_shape = sample_shape, ...),
+    call, given
+  )
 }
 
 #' Kullback-Leibler divergence between two distributions

@@ -99,7 +99,9 @@ r_words <- function(message) {
     "\\bNone\\b" = "NULL", "\\bTrue\\b" = "TRUE", "\\bFalse\\b" = "FALSE",
     "of type NoneType\\b" = "of type NULL", "of type float\\b" = "of type numeric",
     "of type int\\b" = "of type integer", "of type str\\b" = "of type character",
-    "of type bool\\b" = "of type logical", "of type (dict|list|tuple)\\b" = "of type list"
+    "of type bool\\b" = "of type logical", "of type (dict|list|tuple)\\b" = "of type list",
+    # Python's list of numbers is an R vector.
+    "\\ba list of ((?:1 or )?\\d+ )?(positive )?(integers?|numbers?)\\b" = "a vector of \\1\\2\\3"
   )
   for (pattern in names(replacements)) {
     message <- gsub(pattern, replacements[[pattern]], message, perl = TRUE)

@@ -5,7 +5,7 @@ bad_inputs <- list(
   # list(arguments, pattern the R error must match)
   # R's own: missing, NA, environments and code, arity.
   list(list(kernel_size = 3), "^`filters` is required: a positive integer, the number of output channels\\.$"),
-  list(list(filters = 2), "^`kernel_size` is required: a positive integer or a list of 1 or 3 positive integers\\.$"),
+  list(list(filters = 2), "^`kernel_size` is required: a positive integer or a vector of 1 or 3 positive integers\\.$"),
   list(list(filters = NA, kernel_size = 3), "^`filters` must be a value without NA \\(R's missing value, which Python cannot receive\\)\\. Received: filters=NA$"),
   list(list(filters = 2, kernel_size = c(3, NA, 3)), "`kernel_size` must be a value without NA .*Received: kernel_size=c\\(3, NA, 3\\)"),
   list(list(filters = 2, kernel_size = 3, trainable = NA), "`trainable` must be a value without NA .*Received: trainable=NA"),
@@ -25,7 +25,7 @@ bad_inputs <- list(
   list(list(filters = 3e22, kernel_size = 3), "^`filters` must be a positive integer no larger than 2147483647\\. Received: filters=3e\\+22$"),
   list(list(filters = NULL, kernel_size = 3), "^`filters` is required: a positive integer, the number of output channels\\. Received: filters=NULL$"),
   list(list(filters = 2, kernel_size = 3, strides = 2^31), "`strides` .*Received: strides=2147483648"),
-  list(list(filters = 2, kernel_size = c(3, 3)), "^`kernel_size` must be a positive integer or a list of 1 or 3 positive integers, but has length 2\\. Received: kernel_size=c\\(3, 3\\)$"),
+  list(list(filters = 2, kernel_size = c(3, 3)), "^`kernel_size` must be a positive integer or a vector of 1 or 3 positive integers, but has length 2\\. Received: kernel_size=c\\(3, 3\\)$"),
   list(list(filters = 2, kernel_size = "3"), "`kernel_size` .*Received: kernel_size=\"3\""),
   list(list(filters = 2, kernel_size = 0), "`kernel_size` .*Received: kernel_size=0"),
   list(list(filters = 2, kernel_size = 3, strides = c(1, -1, 1)), "`strides` .*Received: strides=c\\(1, -1, 1\\)"),
@@ -44,7 +44,7 @@ bad_inputs <- list(
   list(list(filters = 2, kernel_size = 3, bias_posterior_tensor_fn = 0), "`bias_posterior_tensor_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_prior_fn = TRUE), "`bias_prior_fn` must be a function"),
   list(list(filters = 2, kernel_size = 3, bias_divergence_fn = "kl"), "`bias_divergence_fn` must be a function"),
-  list(list(filters = 2, kernel_size = 3, input_shape = c(8, 0, 8, 1)), "^`input_shape` must be a list of positive integers \\(NULL for an unknown size\\)\\. Received: input_shape=c\\(8, 0, 8, 1\\)$"),
+  list(list(filters = 2, kernel_size = 3, input_shape = c(8, 0, 8, 1)), "^`input_shape` must be a vector of positive integers \\(NULL for an unknown size\\)\\. Received: input_shape=c\\(8, 0, 8, 1\\)$"),
   list(list(filters = 2, kernel_size = 3, name = 3), "`name` must be a string or NULL\\. Received: name=3"),
   list(list(filters = 2, kernel_size = 3, seed = -1), "`seed` must be NULL or an integer from 0 to 2147483647\\. Received: seed=-1"),
   list(list("model", filters = 2, kernel_size = 3), "`object` must be NULL, a LayerStack, a keras.Sequential model.*Received: object=\"model\" of type character$"),
@@ -58,11 +58,11 @@ family_bad_inputs <- list(
   list("layer_dense_flipout", list(units = 2, seed = 1.5), "`seed` must be NULL or an integer .*Received: seed=1\\.5"),
   list("layer_dense_flipout", list(units = 2, seed = NA), "`seed` must be a value without NA"),
   list("layer_dense_local_reparameterization", list(units = 0), "^`units` must be a positive integer\\. Received: units=0$"),
-  list("layer_conv_1d_reparameterization", list(filters = 2), "^`kernel_size` is required: a positive integer or a list of 1 positive integer\\.$"),
-  list("layer_conv_1d_flipout", list(filters = 2, kernel_size = c(3, 3)), "`kernel_size` must be a positive integer or a list of 1 positive integer, but has length 2"),
+  list("layer_conv_1d_reparameterization", list(filters = 2), "^`kernel_size` is required: a positive integer or a vector of 1 positive integer\\.$"),
+  list("layer_conv_1d_flipout", list(filters = 2, kernel_size = c(3, 3)), "`kernel_size` must be a positive integer or a vector of 1 positive integer, but has length 2"),
   list("layer_conv_1d_local_reparameterization", list(kernel_size = 3), "^`filters` is required"),
-  list("layer_conv_2d_reparameterization", list(filters = 2), "^`kernel_size` is required: a positive integer or a list of 1 or 2 positive integers\\.$"),
-  list("layer_conv_2d_flipout", list(filters = 2, kernel_size = c(3, 3, 3)), "`kernel_size` must be a positive integer or a list of 1 or 2 positive integers, but has length 3"),
+  list("layer_conv_2d_reparameterization", list(filters = 2), "^`kernel_size` is required: a positive integer or a vector of 1 or 2 positive integers\\.$"),
+  list("layer_conv_2d_flipout", list(filters = 2, kernel_size = c(3, 3, 3)), "`kernel_size` must be a positive integer or a vector of 1 or 2 positive integers, but has length 3"),
   list("layer_conv_2d_local_reparameterization", list(filters = 2, kernel_size = 3, kernel_prior_fn = function(x) x), "`kernel_prior_fn` must be a function of 5 arguments"),
   list("layer_conv_3d_reparameterization", list(), "^`filters` is required"),
   list("layer_conv_3d_flipout", list(filters = 2, kernel_size = 3, kernel_posterior_fn = NULL), "`kernel_posterior_fn` must be a function \\(a callable\\)\\. Received: kernel_posterior_fn=NULL"),
@@ -144,13 +144,13 @@ test_that("the composition helpers' errors reach R in the same form", {
                class = "python.builtin.TypeError")
   expect_error(as_keras_model(42), "`object` must be a layer stack")
   expect_error(layer_stack(input_shape = "a"),
-               "^`input_shape` must be a list of positive integers .*Received: input_shape=\"a\"$")
+               "^`input_shape` must be a vector of positive integers .*Received: input_shape=\"a\"$")
   expect_error(layer_stack(input_shape = c(4, NA, 0)), "Received: input_shape=c\\(4, NA, 0\\)$")
   expect_equal(unlist(layer_stack(input_shape = c(NA, 4))$input_shape), 4L)
   expect_error(layer_stack(name = 1), "^`name` must be a string or NULL")
   expect_error(layer_stack(name = NA), "^`name` must be a value without NA")
   expect_error(tfd_sample(tfp$distributions$Normal(0, 1), sample_shape = -1),
-               "^`sample_shape` must be a vector of positive integers\\. Received: sample_shape=-1$")
+               "^`sample_shape` must be a vector of positive integers \\(empty for one draw\\)\\. Received: sample_shape=-1$")
 })
 
 test_that("a Python error keeps reticulate's classes and gains tfprobr's", {

@@ -114,7 +114,7 @@ test_that("each layer composes with NULL, a stack, a Sequential model, a tensor 
     row <- family[[name]]
     expect_true(inherits(make_layer(name, object = NULL), "keras.src.layers.layer.Layer"))
     stack <- make_layer(name, object = layer_stack(input_shape = row$example))
-    expect_identical(py_class(stack), "tfprobr_bridge._stack.LayerStack")
+    expect_identical(py_class(stack), "tfprobr_bridge.r_bridge.stack.LayerStack")
     expect_length(stack, 1L)
     model <- keras_model_sequential(input_shape = row$example)
     expect_true(same_python_object(make_layer(name, object = model), model))
@@ -156,7 +156,7 @@ test_that("an omitted fn is Python's default; the layer is the row's class", {
   builtins <- reticulate::import_builtins()
   for (name in names(family)) {
     layer <- make_layer(name)
-    expect_identical(py_class(layer), paste0("tfprobr_bridge._",
+    expect_identical(py_class(layer), paste0("tfprobr_bridge.layers.",
                                              if (startsWith(name, "layer_dense")) "dense" else "conv",
                                              ".", family[[name]]$class), label = name)
     expect_true(builtins$isinstance(layer$kernel_posterior_fn, bridge$MeanFieldNormal), label = name)
@@ -231,7 +231,7 @@ test_that("a given fn is used as given: R functions (wrapped, checked, run) and 
     )
     layer <- do.call(make_layer, c(list(name), fns))
     for (fn in names(fns)) {
-      expect_identical(py_class(layer[[fn]]), "tfprobr_bridge._main_thread.MainThreadFn",
+      expect_identical(py_class(layer[[fn]]), "tfprobr_bridge.r_bridge.main_thread.MainThreadFn",
                        label = paste(name, fn))
       expect_identical(layer[[fn]]$name, fn)
     }

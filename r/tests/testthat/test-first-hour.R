@@ -141,7 +141,7 @@ test_that("a misspelt argument gets 'did you mean'; an R fn's error names its ar
                    "Unknown argument `kernal_size`: did you mean `kernel_size`? Received: kernal_size=3")
   # Without a misspelling, a required argument left out is still named.
   expect_error(layer_conv_3d_reparameterization(filters = 2),
-               "^`kernel_size` is required: a positive integer or a list of 1 or 3 positive integers\\.$")
+               "^`kernel_size` is required: a positive integer or a vector of 1 or 3 positive integers\\.$")
   # An error inside the user's own R function names the fn argument it was given as.
   broken <- function(q, p, ignore) tf_undefined$reduce_sum(q)  # `tf_undefined` does not exist
   error <- tryCatch(

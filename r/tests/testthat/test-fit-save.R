@@ -101,7 +101,7 @@ test_that("a saved model loads with keras3's load_model() in a fresh R session",
   )
   expect_loaded <- function(output) {
     expect_match(output, "PREDICTION 8 3 TRUE", fixed = TRUE)
-    expect_match(output, "CLASS tfprobr_bridge._conv.Conv3DReparameterization", fixed = TRUE)
+    expect_match(output, "CLASS tfprobr_bridge.layers.conv.Conv3DReparameterization", fixed = TRUE)
     expect_match(output, "POSTERIOR TRUE", fixed = TRUE)
     expect_identical(attr(output, "status"), 0L)
   }

@@ -1,7 +1,7 @@
 test_that("missing or NULL object gives the layer, with the spec's defaults", {
   skip_if_no_python()
   layer <- layer_conv_3d_reparameterization(filters = 4, kernel_size = 3)
-  expect_true(inherits(layer, "tfprobr_bridge._conv.Conv3DReparameterization"))
+  expect_true(inherits(layer, "tfprobr_bridge.layers.conv.Conv3DReparameterization"))
   expect_equal(layer$filters, 4L)
   expect_equal(unlist(layer$kernel_size), c(3L, 3L, 3L))
   expect_equal(unlist(layer$strides), c(1L, 1L, 1L))

@@ -110,7 +110,7 @@ test_that("RETICULATE_PYTHON is what reticulate runs, even with an option naming
     "cat('built:', class(layer)[1], '\\n')",
     "cat('running:', reticulate::py_exe(), '\\n')"
   ), env = c(RETICULATE_PYTHON = python))
-  expect_match(output, "built: tfprobr_bridge._conv.Conv3DReparameterization", fixed = TRUE)
+  expect_match(output, "built: tfprobr_bridge.layers.conv.Conv3DReparameterization", fixed = TRUE)
   expect_match(output, paste("running:", python), fixed = TRUE)
 })
 
@@ -181,7 +181,7 @@ test_that("TensorFlow or TFP missing gives one R error naming it and the install
     ), env = c(unset_python, TFPROBR_TEST_HIDE = hidden))
     expect_match(output, "class: tfprobr_python_missing")
     expect_match(output, paste0("needs the Python module '", hidden, "' \\(imported by 'tfprobr_bridge'\\)"))
-    expect_match(output, paste0(python, " -m pip install '", tfprobr:::pip_packages[[hidden]], "'"),
+    expect_match(output, paste0(python, " -m pip install '", tfprobr:::pip_requirement(hidden), "'"),
                  fixed = TRUE)
     expect_no_match(output, "Traceback")
     expect_match(output, "again: tfprobr_python_missing")
@@ -200,7 +200,7 @@ test_that("TensorFlow or TFP missing gives one R error naming it and the install
     "cat('running:', reticulate::py_exe(), '\\n')",
     "cat('RETICULATE_PYTHON set after the first call:', !is.na(Sys.getenv('RETICULATE_PYTHON', NA)), '\\n')"
   ), env = unset_python)
-  expect_match(output, "built: tfprobr_bridge._conv.Conv3DReparameterization", fixed = TRUE)
+  expect_match(output, "built: tfprobr_bridge.layers.conv.Conv3DReparameterization", fixed = TRUE)
   expect_match(output, paste("running:", python), fixed = TRUE)
   expect_match(output, "RETICULATE_PYTHON set after library(): FALSE", fixed = TRUE)
   expect_match(output, "RETICULATE_PYTHON set after the first call: FALSE", fixed = TRUE)

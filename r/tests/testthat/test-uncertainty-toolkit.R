@@ -245,10 +245,10 @@ test_that("to_bayesian starts every posterior at the trained weights (MOPED)", {
   expect_identical(vapply(bayesian$layers, function(layer) layer$name, ""),
                    c("features", "normalize", "pool", "head"))
   expect_identical(vapply(bayesian$layers, function(layer) class(layer)[1], ""),
-                   c("tfprobr_bridge._conv.Conv2DReparameterization",
+                   c("tfprobr_bridge.layers.conv.Conv2DReparameterization",
                      "keras.src.layers.normalization.batch_normalization.BatchNormalization",
                      "keras.src.layers.pooling.global_average_pooling2d.GlobalAveragePooling2D",
-                     "tfprobr_bridge._dense.DenseReparameterization"))
+                     "tfprobr_bridge.layers.dense.DenseReparameterization"))
   for (name in c("features", "head")) {
     trained_weights <- get_weights(get_layer(deterministic, name))  # kernel, bias
     layer <- get_layer(bayesian, name)
@@ -295,7 +295,7 @@ test_that("to_bayesian's copy trains, saves and loads; the empirical prior and l
   save_model(bayesian, path)
   loaded <- load_model(path)
   expect_identical(get_weights(loaded), get_weights(bayesian))
-  expect_identical(class(get_layer(loaded, "head"))[1], "tfprobr_bridge._dense.DenseFlipout")
+  expect_identical(class(get_layer(loaded, "head"))[1], "tfprobr_bridge.layers.dense.DenseFlipout")
   expect_equal(dim(predict_mc(loaded, trained$x, n_samples = 2, classifier = TRUE)$mean),
                c(32L, 3L))
 
@@ -306,7 +306,7 @@ test_that("to_bayesian's copy trains, saves and loads; the empirical prior and l
   expect_identical(get_weights(get_layer(partial, "features")),
                    get_weights(get_layer(trained$model, "features")))
   expect_identical(class(get_layer(partial, "head"))[1],
-                   "tfprobr_bridge._dense.DenseReparameterization")
+                   "tfprobr_bridge.layers.dense.DenseReparameterization")
 
   expect_error(to_bayesian(trained$model, delta = NA, num_examples = 32),
                "^`delta` must be a value without NA")

@@ -117,7 +117,7 @@ new_case <- function(model, fns, data, ...) {
 bayesian_layers <- function(model) {
   found <- list()
   for (layer in model$layers) {
-    if (inherits(layer, "tfprobr_bridge._conv.Conv3DReparameterization")) {
+    if (inherits(layer, "tfprobr_bridge.layers.conv.Conv3DReparameterization")) {
       found <- c(found, list(layer))
     } else if (reticulate::py_has_attr(layer, "layers")) {
       found <- c(found, bayesian_layers(layer))
