@@ -64,6 +64,27 @@ from tfprobr_bridge.layers.defaults import kl_divergence_fn  # noqa: E402
 from tfprobr_bridge.layers.defaults import sample  # noqa: E402
 from tfprobr_bridge.layers.defaults import scaled_kl_divergence_fn  # noqa: E402
 from tfprobr_bridge.layers.fn_serialization import UnsavableFnError  # noqa: E402
+from tfprobr_bridge.layers.distribution import CategoricalMixtureOfOneHotCategorical  # noqa: E402
+from tfprobr_bridge.layers.distribution import DistributionLambda  # noqa: E402
+from tfprobr_bridge.layers.distribution import IndependentBernoulli  # noqa: E402
+from tfprobr_bridge.layers.distribution import IndependentLogistic  # noqa: E402
+from tfprobr_bridge.layers.distribution import IndependentNormal  # noqa: E402
+from tfprobr_bridge.layers.distribution import IndependentPoisson  # noqa: E402
+from tfprobr_bridge.layers.distribution import MixtureLogistic  # noqa: E402
+from tfprobr_bridge.layers.distribution import MixtureNormal  # noqa: E402
+from tfprobr_bridge.layers.distribution import MixtureSameFamily  # noqa: E402
+from tfprobr_bridge.layers.distribution import MultivariateNormalTriL  # noqa: E402
+from tfprobr_bridge.layers.distribution import OneHotCategorical  # noqa: E402
+from tfprobr_bridge.layers.distribution import distribution_of  # noqa: E402
+from tfprobr_bridge.layers.distribution import negative_log_likelihood  # noqa: E402
+from tfprobr_bridge.layers.variational_models import DenseVariational  # noqa: E402
+from tfprobr_bridge.layers.variational_models import KLDivergenceAddLoss  # noqa: E402
+from tfprobr_bridge.layers.variational_models import KLDivergenceRegularizer  # noqa: E402
+from tfprobr_bridge.layers.variational_models import VariableLayer  # noqa: E402
+from tfprobr_bridge.layers.variational_models import make_kl_divergence_fn  # noqa: E402
+from tfprobr_bridge.layers.autoregressive import AutoregressiveNetwork  # noqa: E402
+from tfprobr_bridge.layers.autoregressive import AutoregressiveTransform  # noqa: E402
+from tfprobr_bridge.layers.gaussian_process import VariationalGaussianProcess  # noqa: E402
 from tfprobr_bridge.layers import saving as _saving  # noqa: E402
 from tfprobr_bridge.uncertainty.calibration import calibration  # noqa: E402
 from tfprobr_bridge.uncertainty.calibration import plot_reliability_diagram  # noqa: E402
@@ -103,6 +124,9 @@ _legacy_paths.install()
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoregressiveNetwork",
+    "AutoregressiveTransform",
+    "CategoricalMixtureOfOneHotCategorical",
     "Conv1DFlipout",
     "Conv1DLocalReparameterization",
     "Conv1DReparameterization",
@@ -124,16 +148,32 @@ __all__ = [
     "DenseFlipout",
     "DenseLocalReparameterization",
     "DenseReparameterization",
+    "DenseVariational",
+    "DistributionLambda",
     "EmpiricalNormalPrior",
+    "IndependentBernoulli",
+    "IndependentLogistic",
+    "IndependentNormal",
+    "IndependentPoisson",
+    "KLDivergenceAddLoss",
+    "KLDivergenceRegularizer",
     "LayerStack",
     "MeanFieldNormal",
+    "MixtureLogistic",
+    "MixtureNormal",
+    "MixtureSameFamily",
+    "MultivariateNormalTriL",
+    "OneHotCategorical",
     "ScaledKLDivergence",
     "UnsavableFnError",
+    "VariableLayer",
+    "VariationalGaussianProcess",
     "add_layer",
     "calibration",
     "create_layer",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
+    "distribution_of",
     "error_detection_auroc",
     "kl_divergence_fn",
     "layer_conv_1d_flipout",
@@ -148,16 +188,18 @@ __all__ = [
     "layer_dense_flipout",
     "layer_dense_local_reparameterization",
     "layer_dense_reparameterization",
-    "load_preprocessing",
     "load_mni152_tissue",
+    "load_preprocessing",
+    "make_kl_divergence_fn",
+    "negative_log_likelihood",
     "plot_reliability_diagram",
     "predict_mc",
     "predict_volume",
     "preprocessing",
-    "save_segmenter",
-    "segment_nifti",
     "sample",
+    "save_segmenter",
     "scaled_kl_divergence_fn",
+    "segment_nifti",
     "to_bayesian",
     "wrong_predictions",
 ]

@@ -3,3 +3,8 @@
 # (keras3 exports the same pipe; exporting it again would mask keras3's).
 #' @importFrom magrittr %>%
 NULL
+
+# `tf`, for defaults written as rstudio/tfprobability writes them
+# (`test_points_fn = tf$convert_to_tensor`).
+#' @importFrom tensorflow tf
+NULL

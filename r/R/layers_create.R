@@ -1,4 +1,4 @@
-# The one helper behind the twelve layer_*() functions, as keras3's
+# The one helper behind the layer_*() functions, as keras3's
 # create_layer() is behind its wrappers: a wrapper names its Python class and
 # calls create_variational_layer(), which reads the wrapper's own frame
 # (formals, missing() state, values and `...`), converts, and hands the
@@ -30,7 +30,7 @@ create_variational_layer <- function(class_name) {
       args[name] <- list(as_integer(as_python_value(value_of(name), name, call)))
     }
   }
-  keywords <- eval(quote(list(...)), frame)
+  keywords <- if ("..." %in% names(formals(wrapper))) eval(quote(list(...)), frame) else list()
   given <- c(mget(names(args), envir = frame), keywords)
   args <- c(args, layer_keywords(keywords, call))
 

@@ -28,7 +28,8 @@ _ACCEPTED_OBJECTS = (
 
 # What a Keras 3 layer takes beside its class's own arguments (and `seed`,
 # which every member of the family takes).
-_LAYER_KEYWORDS = ("name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "seed")
+_LAYER_KEYWORDS = ("name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "seed",
+                   "activity_regularizer")
 
 # What a required argument is, for the error when it is missing.
 _REQUIRED = {
@@ -76,8 +77,10 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     for name, parameter in parameters.items():
         if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD:
             if arguments.get(name) is None:
-                expected = _REQUIRED[name](getattr(cls, "rank", None))
                 given = f" Received: {name}=None" if name in arguments else ""
+                if name not in _REQUIRED:
+                    raise TypeError(f"`{name}` is required.{given}")
+                expected = _REQUIRED[name](getattr(cls, "rank", None))
                 raise TypeError(f"`{name}` is required: {expected}.{given}")
     keywords = {key: arguments.pop(key) for key in list(arguments) if key not in parameters}
     if "trainable" in keywords or "trainable" in arguments:
@@ -86,7 +89,11 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     arguments.update(_layer_keywords(keywords))
     input_shape = arguments.pop("input_shape", None)
 
+    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+        return _apply(cls, object, arguments)
     if _is_legacy(object):
+        if cls not in _TFP_CLASSES:
+            return _compose_legacy_other(cls, object, arguments, input_shape)
         return _compose_legacy(cls, object, arguments, input_shape)
     if not (object is None or _is_keras3_target(object)):
         raise TypeError(
@@ -226,6 +233,58 @@ def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
     if input_shape is not None:
         tfp_arguments["input_shape"] = input_shape
     layer = tfp_class(**tfp_arguments)
+    if isinstance(object, tf_keras.Sequential):
+        count = len(object.layers)
+        try:
+            object.add(layer)
+        except Exception:
+            if len(object.layers) > count:
+                object.pop()
+            raise
+        return object
+    return layer(object)
+
+
+def _apply(cls, object, arguments):  # noqa: A002
+    """A ``cls`` that is not a layer (a regularizer): itself, or its value for ``object``."""
+    made = cls(**arguments)
+    if object is None:
+        return made
+    if _is_tensor_like(object) and not isinstance(object, keras.KerasTensor):
+        return made(object)
+    raise TypeError(
+        f"A {cls.__name__} is not a layer: pass it as a layer's `activity_regularizer`, or "
+        "give `object` a tensor (the output of a distribution layer) to compute it for. "
+        f"Received: object={validation.short_repr(object)} of type {type(object).__name__}"
+    )
+
+
+def _tfp_class(cls):
+    """TFP's tf_keras class of ``cls``'s name (None where TFP has none)."""
+    import tensorflow_probability as tfp
+
+    for namespace in (tfp.layers, tfp.bijectors):
+        found = getattr(namespace, cls.__name__, None)
+        if found is not None:
+            return found
+    return None
+
+
+def _compose_legacy_other(cls, object, arguments, input_shape):  # noqa: A002
+    import tf_keras
+
+    if not (isinstance(object, tf_keras.Sequential) or _is_legacy_tensor(object)):
+        raise TypeError(
+            "A tf_keras `object` must be a tf_keras Sequential model or a tf_keras "
+            f"symbolic tensor. Received: object={validation.short_repr(object)} of type "
+            f"{type(object).__name__}"
+        )
+    tfp_class = _tfp_class(cls)
+    if tfp_class is None:
+        raise TypeError(f"TFP has no tf_keras counterpart of {cls.__name__}. Use a Keras 3 model.")
+    if input_shape is not None:
+        arguments["input_shape"] = input_shape
+    layer = tfp_class(**arguments)
     if isinstance(object, tf_keras.Sequential):
         count = len(object.layers)
         try:

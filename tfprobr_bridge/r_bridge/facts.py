@@ -8,6 +8,17 @@ hands over what it reads, and Python judges.
 from tfprobr_bridge import validation
 from tfprobr_bridge.layers.base import FN_PARAMETERS
 
+# The fns of the other layers (distribution layers, DenseVariational, the
+# Gaussian process), by the arguments the layer passes.
+OTHER_FN_PARAMETERS = {
+    "make_distribution_fn": ("inputs",),
+    "convert_to_tensor_fn": ("distribution",),
+    "test_points_fn": ("distribution",),
+    "make_posterior_fn": ("kernel_size", "bias_size", "dtype"),
+    "make_prior_fn": ("kernel_size", "bias_size", "dtype"),
+    "mean_fn": ("index_points",),
+}
+
 
 def check_r_function(name, required, total, dots, received):
     """Refuse an R function given as the fn argument ``name`` that cannot take the
@@ -16,7 +27,7 @@ def check_r_function(name, required, total, dots, received):
 
     ``received`` is the function as R prints it, for the message.
     """
-    parameters = FN_PARAMETERS[name]
+    parameters = {**FN_PARAMETERS, **OTHER_FN_PARAMETERS}[name]
     count = len(parameters)
     if dots or (int(required) <= count <= int(total)):
         return None
