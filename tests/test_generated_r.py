@@ -206,3 +206,38 @@ def test_the_translation_rules():
         "`f(is_singular = TRUE)` makes a `tfd$Deterministic`; `x != NULL`")
     assert generator.r_text('`"valid"` or `"same"`') == '`"valid"` or `"same"`'
     assert generator.r_text("Nonetheless `Nonesuch`") == "Nonetheless `Nonesuch`"
+
+
+# r/R/distributions_generated.R: the tfd_*() constructors, from TFP's signatures.
+DISTRIBUTIONS_GENERATOR = ROOT / "tools" / "generate_r_distributions.py"
+DISTRIBUTIONS_R = ROOT / "r" / "R" / "distributions_generated.R"
+
+
+@pytest.mark.subprocess
+def test_distributions_r_is_the_generators_output(tmp_path):
+    output = tmp_path / "distributions_generated.R"
+    process = subprocess.run([sys.executable, str(DISTRIBUTIONS_GENERATOR), str(output)],
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert output.read_text() == DISTRIBUTIONS_R.read_text(), (
+        "r/R/distributions_generated.R is not the generator's output: run "
+        "`python tools/generate_r_distributions.py`"
+    )
+
+
+def test_every_generated_constructor_names_a_tfp_class_with_its_formals():
+    import inspect
+
+    import tensorflow_probability as tfp
+
+    text = DISTRIBUTIONS_R.read_text()
+    constructors = re.findall(r"^(tfd_\w+) <- function\((.*?)\) \{\n\s*new_distribution\(\"(\w+)\"",
+                              text, flags=re.S | re.M)
+    assert len(constructors) >= 90
+    for r_function, formals, class_name in constructors:
+        cls = getattr(tfp.distributions, class_name)
+        python = [name for name, p in list(inspect.signature(cls.__init__).parameters.items())[1:]
+                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and not name.startswith("_")]
+        r_formals = [f.strip().split("=")[0].strip() for f in re.split(r",\s*\n?\s*", formals)
+                     if f.strip() and f.strip() != "..."]
+        assert r_formals == python, (r_function, r_formals, python)

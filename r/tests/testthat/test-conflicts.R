@@ -68,3 +68,21 @@ test_that("attaching tfprobr first or last masks nothing of keras3, tensorflow o
     expect_no_match(report$output, "FOUND [^\n]*tfprobr", label = order)
   }
 })
+
+test_that("loading tfprobr and using its distribution layers never sets TF_USE_LEGACY_KERAS", {
+  # rstudio/tfprobability's .onLoad sets it, which breaks a keras3 session.
+  output <- rscript(c(
+    "suppressPackageStartupMessages({library(keras3); library(tfprobr)})",
+    "cat('BEFORE', Sys.getenv('TF_USE_LEGACY_KERAS', 'unset'), '\\n')",
+    "model <- keras_model_sequential(input_shape = 2) |> layer_dense(2) |>",
+    "  layer_independent_normal(event_shape = 1)",
+    "cat('CLASS', class(model$layers[[2]])[1], '\\n')",
+    "cat('AFTER', Sys.getenv('TF_USE_LEGACY_KERAS', 'unset'), '\\n')",
+    "cat('KERAS', reticulate::import('keras')$`__version__`, '\\n')"
+  ), env = c(TF_USE_LEGACY_KERAS = NA))
+  expect_equal(attr(output, "status"), 0L, info = output)
+  expect_match(output, "BEFORE unset", fixed = TRUE)
+  expect_match(output, "AFTER unset", fixed = TRUE)
+  expect_match(output, "CLASS tfprobr_bridge.layers.distribution.IndependentNormal", fixed = TRUE)
+  expect_match(output, "KERAS 3.", fixed = TRUE)
+})
