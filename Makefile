@@ -146,6 +146,7 @@ bench: setup
 	cd bench && ../$(PYTHON) predict.py
 	cd bench && ../$(PYTHON) family.py
 	cd bench && ../$(PYTHON) dense_regression.py
+	cd bench && ../$(PYTHON) distribution_head.py
 	cd bench && Rscript r_side.R
 	cd bench && ../$(PYTHON) volume.py
 	cd bench && ../$(PYTHON) report.py

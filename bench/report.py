@@ -5,6 +5,7 @@
 
 import json
 
+import distribution_head
 import family
 from harness import RESULTS
 
@@ -89,6 +90,10 @@ def main():
             f"Keras 3 Dense / tf_keras Dense {dense['keras3_dense']['vs_tf_keras_dense']:.2f} "
             "(Keras 3's own per-step cost)."
         )
+    if (RESULTS / "distribution_head.json").exists():
+        for text, values, limit, met in distribution_head.targets():
+            target(text, values, limit, met)
+        lines.append(distribution_head.facts())
     if (RESULTS / "volume.json").exists():
         volume = {row["key"]: row for row in load("volume")}
         mc = [row for row in volume.values() if row["key"].startswith("time_ours_")]
