@@ -101,7 +101,10 @@ r_words <- function(message) {
     "of type int\\b" = "of type integer", "of type str\\b" = "of type character",
     "of type bool\\b" = "of type logical", "of type (dict|list|tuple)\\b" = "of type list",
     # Python's list of numbers is an R vector.
-    "\\ba list of ((?:1 or )?\\d+ )?(positive )?(integers?|numbers?)\\b" = "a vector of \\1\\2\\3"
+    "\\ba list of ((?:1 or )?\\d+ )?(positive )?(integers?|numbers?)\\b" = "a vector of \\1\\2\\3",
+    "\\ba list of them\\b" = "a vector of them",
+    # Python's empty tuple, a scalar event's shape, is R's list().
+    "\\(\\) for a scalar\\b" = "list() for a scalar"
   )
   for (pattern in names(replacements)) {
     message <- gsub(pattern, replacements[[pattern]], message, perl = TRUE)

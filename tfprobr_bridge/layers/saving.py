@@ -20,18 +20,19 @@ _WRAPPED = "__tfprobr_checks_fns__"
 def check_savable(model):
     """Raise ``UnsavableFnError`` (naming the argument) if a layer of ``model`` holds a fn
     that cannot be saved; do nothing else."""
-    from tfprobr_bridge.layers.base import VariationalLayer
-
     for layer in _layers(model):
-        if isinstance(layer, VariationalLayer):
+        if type(layer).__module__.startswith("tfprobr_bridge."):
             layer.get_config()
 
 
 def _layers(model):
-    flatten = getattr(model, "_flatten_layers", None)
-    if callable(flatten):
-        return list(flatten(include_self=True, recursive=True))
-    return [model, *getattr(model, "layers", ())]
+    """The layers whose configs Keras writes: ``model``'s, through nested models (not the
+    models a layer builds for itself, such as DenseVariational's posterior, which its own
+    config describes by its fn)."""
+    found = [model]
+    for layer in getattr(model, "layers", ()) if isinstance(model, keras.Model) else ():
+        found.extend(_layers(layer))
+    return found
 
 
 def _checked(save):

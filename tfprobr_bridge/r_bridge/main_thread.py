@@ -24,16 +24,23 @@ def main_thread_fn(fn, name):
 class MainThreadFn:
     """Wraps an R function ``fn`` given as the layer's argument ``name``."""
 
-    # R functions cannot be serialised into a .keras file.
-    save_hint = (
-        "An R function cannot be saved with a model. For a model that saves, leave the fn "
-        "at its default or, for a KL divided by the number of examples, use "
-        "scaled_kl_divergence_fn(n); save_model_weights() keeps the weights of any model."
-    )
-
     def __init__(self, fn, name):
         self.fn = fn
         self.name = name
+
+    @property
+    def save_hint(self):
+        """Why it cannot be saved, and what saves instead (R functions cannot be serialised
+        into a .keras file)."""
+        from tfprobr_bridge.layers.base import FN_PARAMETERS
+
+        if self.name in FN_PARAMETERS:  # a variational layer's fn: Python has defaults
+            return ("An R function cannot be saved with a model. For a model that saves, leave "
+                    "the fn at its default or, for a KL divided by the number of examples, use "
+                    "scaled_kl_divergence_fn(n); save_model_weights() keeps the weights of any "
+                    "model.")
+        return ("An R function cannot be saved with a model. save_model_weights() keeps the "
+                "weights: rebuild the model with the same R code, then load_model_weights().")
 
     def __call__(self, *args):
         if threading.current_thread() is threading.main_thread():
