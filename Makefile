@@ -73,7 +73,7 @@ $(SYSTEM_STAMP): Makefile
 $(PYTHON_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	@[ -x $(PYTHON) ] || $(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,demo]'
+	$(PYTHON) -m pip install --quiet -e '.[test,demo,nifti]'
 	@touch $@
 
 $(R_STACK_STAMP): $(SYSTEM_STAMP) tools/install_r_stack.R r/DESCRIPTION

@@ -151,7 +151,8 @@ def test_a_fresh_venv_installs_the_sdist_and_runs_the_readme_examples(dist, tmp_
     venv.EnvBuilder(with_pip=True).create(environment)
     python = environment / "bin" / "python"
     process = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(_sdist(dist))],
+        # With the nifti extra, which the README's segment_nifti() example says it needs.
+        [str(python), "-m", "pip", "install", "--quiet", f"tfprobr_bridge[nifti] @ {_sdist(dist).as_uri()}"],
         capture_output=True, text=True, timeout=1200,
     )
     assert process.returncode == 0, process.stderr[-3000:]

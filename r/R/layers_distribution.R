@@ -445,15 +445,26 @@ layer_autoregressive_transform <- function(object, made, ...) {
 # The params_size_*() functions: how many values the layer before a
 # distribution layer must output. Python's static methods take the sizes
 # positionally, in the R functions' order.
-params_size <- function(class_name, ...) {
+params_size <- function(class_name, ..., python_names = c()) {
   call <- sys.call(-1)
   given <- list(...)
-  args <- Map(function(value, name) as_integer(as_python_value(value, name, call)),
-              given, names(given))
   method <- reticulate::py_get_attr(reticulate::py_get_attr(bridge, class_name), "params_size")
-  with_r_errors(
-    as.integer(reticulate::py_to_r(do.call(reticulate::py_call, c(list(method), unname(args))))),
-    call, given
+  # Python's messages name Python's parameter: say the R function's name for it.
+  tryCatch(
+    with_r_errors({
+      args <- Map(function(value, name) as_integer(as_python_value(value, name, call)),
+                  given, names(given))
+      as.integer(reticulate::py_to_r(do.call(reticulate::py_call, c(list(method), unname(args)))))
+    }, call, given),
+    tfprobr_error = function(error) {
+      # unclass(): `$<-` on a condition that is also a Python object would set a Python
+      # attribute, not the R message.
+      fields <- unclass(error)
+      for (python in names(python_names)) {
+        fields$message <- gsub(python, python_names[[python]], fields$message, fixed = TRUE)
+      }
+      stop(structure(fields, class = class(error)))
+    }
   )
 }
 
@@ -481,25 +492,25 @@ NULL
 #' @rdname params_size
 #' @export
 params_size_independent_normal <- function(event_size) {
-  params_size("IndependentNormal", event_size = event_size)
+  params_size("IndependentNormal", event_shape = event_size, python_names = c(event_shape = "event_size"))
 }
 
 #' @rdname params_size
 #' @export
 params_size_independent_logistic <- function(event_size) {
-  params_size("IndependentLogistic", event_size = event_size)
+  params_size("IndependentLogistic", event_shape = event_size, python_names = c(event_shape = "event_size"))
 }
 
 #' @rdname params_size
 #' @export
 params_size_independent_bernoulli <- function(event_size) {
-  params_size("IndependentBernoulli", event_size = event_size)
+  params_size("IndependentBernoulli", event_shape = event_size, python_names = c(event_shape = "event_size"))
 }
 
 #' @rdname params_size
 #' @export
 params_size_independent_poisson <- function(event_size) {
-  params_size("IndependentPoisson", event_size = event_size)
+  params_size("IndependentPoisson", event_shape = event_size, python_names = c(event_shape = "event_size"))
 }
 
 #' @rdname params_size

@@ -16,7 +16,10 @@ import tensorflow_probability as tfp
 
 from tfprobr_bridge import validation
 from tfprobr_bridge.layers.distribution import DistributionLambda
+from tfprobr_bridge.layers.distribution import _deserialize_layer
 from tfprobr_bridge.layers.distribution import distribution_of
+from tfprobr_bridge.layers.distribution import keras_kwargs
+from tfprobr_bridge.layers.distribution import keras_object
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -60,51 +63,75 @@ class AutoregressiveNetwork(keras.layers.Layer):
         params = validation.positive_integer(params, "params")
         event_shape = _as_list(event_shape, "event_shape")
         if event_shape is not None and len(event_shape) != 1:
-            raise ValueError("`event_shape` must have one element (the event size). "
-                             f"{validation.received('event_shape', event_shape)}")
+            raise ValueError("Parameter `event_shape` must describe a rank-1 shape (the event "
+                             f"size). {validation.received('event_shape', event_shape)}")
         conditional = validation.boolean(conditional, "conditional")
         conditional_event_shape = _as_list(conditional_event_shape, "conditional_event_shape")
+        # TFP's messages, in Keras's form.
         if conditional:
-            if event_shape is None or conditional_event_shape is None:
-                raise ValueError("A conditional network needs `event_shape` and "
-                                 "`conditional_event_shape`. Received: event_shape="
-                                 f"{event_shape}, conditional_event_shape={conditional_event_shape}")
+            if event_shape is None:
+                raise ValueError("`event_shape` must be provided when `conditional` is True. "
+                                 "Received: event_shape=None")
+            if conditional_event_shape is None:
+                raise ValueError("`conditional_event_shape` must be provided when `conditional` "
+                                 "is True. Received: conditional_event_shape=None")
             if len(conditional_event_shape) != 1:
-                raise ValueError("`conditional_event_shape` must have one element. "
-                                 f"{validation.received('conditional_event_shape', conditional_event_shape)}")
-            if conditional_input_layers not in ("first_layer", "all_layers"):
-                raise ValueError('`conditional_input_layers` must be "first_layer" or '
-                                 f'"all_layers". Received: conditional_input_layers='
-                                 f"{conditional_input_layers!r}")
+                raise ValueError(
+                    "Parameter `conditional_event_shape` must describe a rank-1 shape (the "
+                    "conditional input's size). "
+                    f"{validation.received('conditional_event_shape', conditional_event_shape)}")
         elif conditional_event_shape is not None:
-            raise ValueError("`conditional_event_shape` is for a conditional network: pass "
-                             "conditional=True too. Received: conditional=False")
-        if isinstance(input_order, str) and input_order not in ("left-to-right",
-                                                                 "right-to-left", "random"):
-            raise ValueError('`input_order` must be "left-to-right", "right-to-left", "random" '
-                             f"or a permutation. {validation.received('input_order', input_order)}")
-        if hidden_degrees not in ("equal", "random"):
+            received = validation.received("conditional_event_shape", conditional_event_shape)
+            raise ValueError("`conditional_event_shape` passed but `conditional` is set to False. "
+                             f"{received}")
+        if not isinstance(conditional_input_layers, str) or conditional_input_layers not in (
+                "first_layer", "all_layers"):
+            raise ValueError('`conditional_input_layers` must be "first_layer" or '
+                             f'"all_layers". Received: conditional_input_layers='
+                             f"{conditional_input_layers!r}")
+        input_order = _input_order_argument(input_order, event_shape)
+        if not isinstance(hidden_degrees, str) or hidden_degrees not in ("equal", "random"):
             raise ValueError('`hidden_degrees` must be "equal" or "random". '
                              f"{validation.received('hidden_degrees', hidden_degrees)}")
-        super().__init__(**kwargs)
+        hidden_units = _as_list(hidden_units, "hidden_units") or []
+        activation = validation.activation(activation)
+        use_bias = validation.boolean(use_bias, "use_bias")
+        validate_args = validation.boolean(validate_args, "validate_args")
+        initializer = 'a Keras initializer, its name (such as "zeros") or a callable'
+        regularizer = 'a Keras regularizer, its name (such as "l2"), a callable or None'
+        constraint = 'a Keras constraint, its name (such as "non_neg"), a callable or None'
+        objects = {
+            "kernel_initializer": keras_object(keras.initializers.get, kernel_initializer,
+                                               "kernel_initializer", initializer),
+            "bias_initializer": keras_object(keras.initializers.get, bias_initializer,
+                                             "bias_initializer", initializer),
+            "kernel_regularizer": keras_object(keras.regularizers.get, kernel_regularizer,
+                                               "kernel_regularizer", regularizer),
+            "bias_regularizer": keras_object(keras.regularizers.get, bias_regularizer,
+                                             "bias_regularizer", regularizer),
+            "kernel_constraint": keras_object(keras.constraints.get, kernel_constraint,
+                                              "kernel_constraint", constraint),
+            "bias_constraint": keras_object(keras.constraints.get, bias_constraint,
+                                            "bias_constraint", constraint),
+        }
+        super().__init__(**keras_kwargs(self, kwargs, distribution_layer=False))
         self._params = params
         self._event_shape = event_shape
         self._event_size = event_shape[-1] if event_shape is not None else None
         self._conditional = conditional
         self._conditional_event_shape = conditional_event_shape
         self._conditional_input_layers = conditional_input_layers
-        self._hidden_units = _as_list(hidden_units, "hidden_units") or []
-        self._input_order_param = (input_order if isinstance(input_order, str)
-                                   else [int(i) for i in input_order])
+        self._hidden_units = hidden_units
+        self._input_order_param = input_order
         self._hidden_degrees = hidden_degrees
-        self._activation = keras.activations.get(activation)
-        self._use_bias = validation.boolean(use_bias, "use_bias")
-        self._kernel_initializer = keras.initializers.get(kernel_initializer)
-        self._bias_initializer = keras.initializers.get(bias_initializer)
-        self._kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self._bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self._kernel_constraint = keras.constraints.get(kernel_constraint)
-        self._bias_constraint = keras.constraints.get(bias_constraint)
+        self._activation = activation
+        self._use_bias = use_bias
+        self._kernel_initializer = objects["kernel_initializer"]
+        self._bias_initializer = objects["bias_initializer"]
+        self._kernel_regularizer = objects["kernel_regularizer"]
+        self._bias_regularizer = objects["bias_regularizer"]
+        self._kernel_constraint = objects["kernel_constraint"]
+        self._bias_constraint = objects["bias_constraint"]
         self._validate_args = validate_args
         self._config = {
             "params": params, "event_shape": event_shape, "conditional": conditional,
@@ -138,13 +165,15 @@ class AutoregressiveNetwork(keras.layers.Layer):
             raise ValueError(f"`event_shape` is {self._event_shape}, but the inputs' last axis "
                              f"is {size}. Received: input_shape={tuple(input_shape)}")
         order = _input_order(self._event_size, self._input_order_param)
+        self._input_order = order
         self._masks = _masks(self._params, self._event_size, self._hidden_units, order,
                              self._hidden_degrees)
         sizes = self._hidden_units + [self._event_size * self._params]
         self._kernels, self._biases, self._conditional_kernels = [], [], []
         previous = self._event_size
         for index, (size, mask) in enumerate(zip(sizes, self._masks)):
-            mask = tf.constant(mask, self.variable_dtype)
+            # The mask stays a NumPy array: a tensor made here (perhaps inside a traced
+            # function) could not be used by the constraint in another one.
             self._kernels.append(self.add_weight(
                 name=f"kernel_{index}", shape=(previous, size),
                 initializer=_masked_initializer(mask, self._kernel_initializer),
@@ -168,13 +197,18 @@ class AutoregressiveNetwork(keras.layers.Layer):
 
     def call(self, x, conditional_input=None):
         x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
-        scalar_batch = x.shape.rank == 1
-        if scalar_batch:
+        # TFP's output shape: the input's, its batch broadcast with the conditional input's.
+        output_shape = tf.shape(x)
+        if x.shape.rank == 1:
             x = x[tf.newaxis, ...]
         if self._conditional:
             if conditional_input is None:
-                raise ValueError("A conditional network needs `conditional_input`.")
+                raise ValueError("`conditional_input` must be passed as a named argument: the "
+                                 "network is conditional. Received: conditional_input=None")
             conditional_input = tf.convert_to_tensor(conditional_input, dtype=self.compute_dtype)
+            output_shape = tf.concat([
+                tf.broadcast_dynamic_shape(tf.shape(conditional_input)[:-1], output_shape[:-1]),
+                output_shape[-1:]], axis=0)
             if conditional_input.shape.rank == 1:
                 conditional_input = conditional_input[tf.newaxis, ...]
             batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(conditional_input)[:-1])
@@ -192,22 +226,55 @@ class AutoregressiveNetwork(keras.layers.Layer):
                 outputs = outputs + self._biases[index]
             if index < last and self._activation is not None:
                 outputs = self._activation(outputs)
-        shape = tf.concat([tf.shape(x), [self._params]], axis=0)
-        outputs = tf.reshape(outputs, shape)
-        return outputs[0] if scalar_batch else outputs
+        return tf.reshape(outputs, tf.concat([output_shape, [self._params]], axis=0))
 
-    def compute_output_shape(self, input_shape, conditional_input_shape=None):
-        return (*input_shape, self._params)
+    def compute_output_shape(self, x_shape, conditional_input_shape=None):
+        if conditional_input_shape is None or len(x_shape) == 0:
+            return (*x_shape, self._params)
+        # TFP's: the input's shape, its batch broadcast with the conditional input's.
+        batch = tuple(np.broadcast_shapes(
+            tuple(1 if d is None else d for d in conditional_input_shape[:-1]),
+            tuple(1 if d is None else d for d in x_shape[:-1])))
+        unknown = len(batch) - len(x_shape[:-1])
+        batch = tuple(None if (i >= unknown and x_shape[i - unknown] is None) else d
+                      for i, d in enumerate(batch))
+        return (*batch, x_shape[-1], self._params)
 
     def get_config(self):
         config = super().get_config()
         config.update(self._config)
         config.update({
-            "activation": keras.activations.serialize(self._activation),
+            "activation": keras.activations.serialize(self._activation)
+            if self._activation is not None else None,
             "kernel_initializer": keras.initializers.serialize(self._kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self._bias_initializer),
         })
+        for name in ("kernel_regularizer", "bias_regularizer", "kernel_constraint",
+                     "bias_constraint"):
+            value = getattr(self, f"_{name}")
+            config[name] = (keras.saving.serialize_keras_object(value)
+                            if value is not None else None)
         return config
+
+
+def _input_order_argument(value, event_shape):
+    """``input_order``: a name, or a permutation of 1..event size (checked against the event
+    size when it is known)."""
+    if isinstance(value, str):
+        if value not in ("left-to-right", "right-to-left", "random"):
+            raise ValueError('`input_order` must be "left-to-right", "right-to-left", "random" '
+                             f"or a permutation. {validation.received('input_order', value)}")
+        return value
+    items = value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
+    if not isinstance(items, (list, tuple)) or any(
+            validation._as_integer(item) is None for item in items):
+        raise TypeError('`input_order` must be "left-to-right", "right-to-left", "random" or a '
+                        "permutation of 1..event size. "
+                        f"{validation.received('input_order', value)}")
+    order = [validation._as_integer(item) for item in items]
+    if event_shape is not None:
+        _input_order(event_shape[-1], order)
+    return order
 
 
 def _input_order(size, order):
@@ -268,11 +335,15 @@ class AutoregressiveTransform(DistributionLambda):
 
     def __init__(self, made, **kwargs):
         if isinstance(made, dict):
-            made = keras.layers.deserialize(made)
-        if not isinstance(made, AutoregressiveNetwork) or made.params != 2:
-            raise ValueError(
+            made = _deserialize_layer(made, "made")
+        if not isinstance(made, AutoregressiveNetwork):
+            raise TypeError(
                 "`made` must be an AutoregressiveNetwork with params=2 (a shift and a log "
                 f"scale per input). Received: made={made!r}")
+        if made.params != 2:  # TFP's check
+            raise ValueError(
+                "Argument `made` must output 2 parameters per input (a shift and a log "
+                f"scale), found {made.params}. Received: made={made!r}")
         kwargs.pop("make_distribution_fn", None)
         super().__init__(self._transform, **kwargs)
         self._made = made
@@ -282,15 +353,25 @@ class AutoregressiveTransform(DistributionLambda):
             self._made.build(input_shape)
         self.built = True
 
+    def compute_output_shape(self, input_shape):
+        # The transformed distribution has its input's shape; Keras asks before any
+        # distribution exists (a symbolic call), so it is said here.
+        return input_shape
+
     def _transform(self, inputs):
         distribution = distribution_of(inputs)
         if distribution is None:
             raise TypeError("AutoregressiveTransform's input must be a distribution: the output "
                             "of a distribution layer.")
         made = self._made
+
+        def shift_and_log_scale(x):
+            # In the flow's dtype: the network may compute in another (a mixed policy's).
+            return tf.unstack(tf.cast(made(x), x.dtype), axis=-1)
+
         return tfd.TransformedDistribution(
             distribution=distribution,
-            bijector=tfb.MaskedAutoregressiveFlow(lambda x: tf.unstack(made(x), axis=-1)),
+            bijector=tfb.MaskedAutoregressiveFlow(shift_and_log_scale),
         )
 
     def get_config(self):

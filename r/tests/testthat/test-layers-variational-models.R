@@ -669,7 +669,9 @@ test_that("wrong types and misspelt arguments: tfprobr errors that name the argu
   expect_tfprobr_error(layer_independent_normal(event_shape = -1),
                        "Received: event_shape=-1", "tfprobr_value_error")
   error <- expect_tfprobr_error(layer_independent_normal(event_shape = -1), "`event_shape` must be")
-  expect_no_match(conditionMessage(error), "()", fixed = TRUE)  # R has no (): list() or c()
+  # R has no (): a scalar event's shape is list() in R.
+  expect_no_match(conditionMessage(error), "(?<![a-z])\\(\\)", perl = TRUE)
+  expect_match(conditionMessage(error), "list() for a scalar event", fixed = TRUE)
   expect_tfprobr_error(layer_kl_divergence_add_loss(distribution_b = tfd_normal(0, 1), weight = "a"),
                        '`weight` must be a number')
   expect_tfprobr_error(layer_independent_normal(event_shape = TRUE), "Received: event_shape=TRUE")
