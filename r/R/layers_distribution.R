@@ -294,8 +294,9 @@ layer_kl_divergence_regularizer <- function(object,
 
 #' A layer that outputs a trainable variable, whatever its input
 #'
-#' Ignores its input's values and returns one trainable variable, broadcast over
-#' nothing: useful as the posterior or prior of [layer_dense_variational()].
+#' Ignores its input's values and returns one trainable variable (through
+#' `activation`, if given): the parameters of the posterior or prior of
+#' [layer_dense_variational()].
 #'
 #' @inheritParams layer_distribution_lambda
 #' @param shape Integer vector, the variable's shape.
