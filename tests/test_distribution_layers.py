@@ -44,6 +44,10 @@ from tfprobr_bridge import VariationalGaussianProcess
 from tfprobr_bridge import distribution_of
 from tfprobr_bridge import negative_log_likelihood
 
+# Hundreds of model builds and fits: make test runs them, make test-fast leaves them out
+# (tests/test_factory_other_layers.py and the valid-argument cases stay in the fast lane).
+pytestmark = pytest.mark.slow
+
 tfd = tfp.distributions
 N = 16  # examples
 BATCH = 8

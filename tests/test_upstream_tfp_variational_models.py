@@ -42,6 +42,10 @@ import tfprobr_bridge  # noqa: E402
 from tfprobr_bridge import distribution_of  # noqa: E402
 from tfprobr_bridge.layers import autoregressive as autoregressive_module  # noqa: E402
 
+# Hundreds of model builds and fits: make test runs them, make test-fast leaves them out
+# (tests/test_factory_other_layers.py and the valid-argument cases stay in the fast lane).
+pytestmark = pytest.mark.slow
+
 tfd = tfp.distributions
 tfb = tfp.bijectors
 tfk = keras

@@ -12,6 +12,10 @@ from tfprobr_bridge import predict_volume
 from tfprobr_bridge.layers.seeding import monte_carlo_sample
 from tfprobr_bridge.uncertainty import volume as volume_module
 
+# Hundreds of windowed Monte Carlo runs over volumes: make test runs them, make test-fast
+# leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def _identity(channels=1):
     return keras.Sequential([keras.Input((None, None, None, channels)), keras.layers.Identity()])

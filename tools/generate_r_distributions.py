@@ -159,8 +159,7 @@ def generate():
 #'
 #' @param {",".join(sorted(arguments))} Arguments of the TensorFlow Probability
 #'   distribution of the same name (see its documentation).
-#' @param ... Further arguments of the class.
-#' @return A TensorFlow Probability distribution.
+{"#' @param ... Further arguments of the class." + chr(10) if any("..." in source for source in written) else ""}#' @return A TensorFlow Probability distribution.
 #' @examples
 #' d <- tfd_normal(loc = 0, scale = 1)
 #' tfd_log_prob(d, 0)

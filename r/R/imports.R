@@ -4,7 +4,8 @@
 #' @importFrom magrittr %>%
 NULL
 
-# `tf`, for defaults written as rstudio/tfprobability writes them
-# (`test_points_fn = tf$convert_to_tensor`).
-#' @importFrom tensorflow tf
-NULL
+# `tf` in defaults written as rstudio/tfprobability writes them
+# (`test_points_fn = tf$convert_to_tensor`): never evaluated (a fn left at its
+# default is not passed; Python's default applies), and not imported, since
+# importing from tensorflow would load reticulate with library(tfprobr).
+utils::globalVariables("tf")
