@@ -92,8 +92,6 @@ def create_layer(cls, object, arguments):  # noqa: A002 -- the R API's name.
     if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
         return _apply(cls, object, arguments)
     if _is_legacy(object):
-        if cls not in _TFP_CLASSES:
-            return _compose_legacy_other(cls, object, arguments, input_shape)
         return _compose_legacy(cls, object, arguments, input_shape)
     if not (object is None or _is_keras3_target(object)):
         raise TypeError(
@@ -195,7 +193,7 @@ def _is_legacy(value):
 
 
 def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
-    import tensorflow_probability as tfp
+    """``object`` (tf_keras) composed with TFP's own class of ``cls``."""
     import tf_keras
 
     if not (isinstance(object, tf_keras.Sequential) or _is_legacy_tensor(object)):
@@ -204,6 +202,32 @@ def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
             f"symbolic tensor. Received: object={validation.short_repr(object)} of type "
             f"{type(object).__name__}"
         )
+    if cls in _TFP_CLASSES:
+        tfp_class, tfp_arguments = _family_counterpart(cls, object, arguments)
+    else:
+        tfp_class, tfp_arguments = _tfp_class(cls), dict(arguments)
+        if tfp_class is None:
+            raise TypeError(
+                f"TFP has no tf_keras counterpart of {cls.__name__}. Use a Keras 3 model.")
+    if input_shape is not None:
+        tfp_arguments["input_shape"] = input_shape
+    layer = tfp_class(**tfp_arguments)
+    if isinstance(object, tf_keras.Sequential):
+        count = len(object.layers)
+        try:
+            object.add(layer)
+        except Exception:
+            if len(object.layers) > count:
+                object.pop()
+            raise
+        return object
+    return layer(object)
+
+
+def _family_counterpart(cls, object, arguments):  # noqa: A002
+    """TFP's class of a family member's estimator and rank, and its arguments."""
+    import tensorflow_probability as tfp
+
     tfp_name = _TFP_CLASSES.get(cls)
     if tfp_name is None:
         raise TypeError(
@@ -230,19 +254,7 @@ def _compose_legacy(cls, object, arguments, input_shape):  # noqa: A002
                 f"use a Keras 3 model. Received: seed={value!r}"
             )
         tfp_arguments[key] = value
-    if input_shape is not None:
-        tfp_arguments["input_shape"] = input_shape
-    layer = tfp_class(**tfp_arguments)
-    if isinstance(object, tf_keras.Sequential):
-        count = len(object.layers)
-        try:
-            object.add(layer)
-        except Exception:
-            if len(object.layers) > count:
-                object.pop()
-            raise
-        return object
-    return layer(object)
+    return tfp_class, tfp_arguments
 
 
 def _apply(cls, object, arguments):  # noqa: A002
@@ -268,33 +280,6 @@ def _tfp_class(cls):
         if found is not None:
             return found
     return None
-
-
-def _compose_legacy_other(cls, object, arguments, input_shape):  # noqa: A002
-    import tf_keras
-
-    if not (isinstance(object, tf_keras.Sequential) or _is_legacy_tensor(object)):
-        raise TypeError(
-            "A tf_keras `object` must be a tf_keras Sequential model or a tf_keras "
-            f"symbolic tensor. Received: object={validation.short_repr(object)} of type "
-            f"{type(object).__name__}"
-        )
-    tfp_class = _tfp_class(cls)
-    if tfp_class is None:
-        raise TypeError(f"TFP has no tf_keras counterpart of {cls.__name__}. Use a Keras 3 model.")
-    if input_shape is not None:
-        arguments["input_shape"] = input_shape
-    layer = tfp_class(**arguments)
-    if isinstance(object, tf_keras.Sequential):
-        count = len(object.layers)
-        try:
-            object.add(layer)
-        except Exception:
-            if len(object.layers) > count:
-                object.pop()
-            raise
-        return object
-    return layer(object)
 
 
 def _is_legacy_tensor(value):
