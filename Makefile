@@ -105,29 +105,41 @@ r-venv-check: $(R_STACK_STAMP)
 setup: $(PYTHON_STAMP) r-venv-check
 	@$(MAKE) --no-print-directory $(R_STAMP)
 
+# pytest-xdist runs the tests on one worker per core (two here); any order
+# works (tests/conftest.py: --order reverse, --order shuffle:SEED).
+PYTEST_WORKERS ?= auto
+
 test-python: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # The fast lane: no test that starts a process, needs R or takes more than a
-# few seconds (under 3 minutes here). Needs only the Python set-up.
+# few seconds (about 2 minutes here). Needs only the Python set-up.
 test-fast: $(PYTHON_STAMP)
-	$(PYTHON) -m pytest -q -m "not slow and not subprocess and not r"
+	$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not slow and not subprocess and not r"
 
 test-r: setup
 	cd r/tests && Rscript testthat.R
 
 # R CMD check is the R package's definition of done: no ERROR and no WARNING.
+# Its output goes to $(CHECK_DIR)/check.out and is printed when it ends, so that
+# it can run beside pytest (make test) without the two interleaving.
 check-r: setup
 	rm -rf $(CHECK_DIR) && mkdir -p $(CHECK_DIR)
-	cd $(CHECK_DIR) && R CMD build --no-manual --no-build-vignettes $(CURDIR)/r
-	cd $(CHECK_DIR) && _R_CHECK_FUTURE_FILE_TIMESTAMPS_=FALSE \
-	  R CMD check --no-manual tfprobr_*.tar.gz
+	@echo "R CMD check: building and checking r/ (output in $(CHECK_DIR)/check.out)"
+	@cd $(CHECK_DIR) && { R CMD build --no-manual --no-build-vignettes $(CURDIR)/r \
+	  && _R_CHECK_FUTURE_FILE_TIMESTAMPS_=FALSE R CMD check --no-manual tfprobr_*.tar.gz; } \
+	  > check.out 2>&1 || { cat check.out; \
+	    cat tfprobr.Rcheck/tests/testthat.Rout.fail 2>/dev/null | tail -n 80; \
+	    echo "R CMD check failed: $(CHECK_DIR)/check.out" >&2; exit 1; }
+	@cat $(CHECK_DIR)/check.out
 	@if grep -E '^\* .*\.\.\. (WARNING|ERROR)' $(CHECK_DIR)/tfprobr.Rcheck/00check.log; then \
 	  echo "R CMD check reported the WARNING/ERROR above" >&2; exit 1; fi
 	@grep -E '\.\.\. NOTE' $(CHECK_DIR)/tfprobr.Rcheck/00check.log || echo "R CMD check: no NOTEs"
 
-# R's tests run once, inside R CMD check (make test-r runs them on their own).
-test: test-python check-r
+# Everything: pytest and R CMD check (which runs R's tests once) side by side.
+# Each keeps about one core busy; together they fill this machine's two.
+test: setup
+	@$(MAKE) --no-print-directory -j2 test-python check-r
 
 DEMO_DIR := $(CURDIR)/out/demo
 DEMO_PYTHON_DIR := $(CURDIR)/out/demo-python

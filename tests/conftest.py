@@ -15,9 +15,15 @@ test depends on another having run first.
 import os
 import random
 import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As the Makefile sets them, so that `pytest` alone runs R against this Python
+# (offline, reticulate must not create an environment of its own).
+os.environ.setdefault("RETICULATE_PYTHON", sys.executable)
+os.environ.setdefault("RETICULATE_USE_MANAGED_VENV", "no")
+os.environ.setdefault("TFPROBR_VENV", sys.prefix)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

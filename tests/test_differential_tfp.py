@@ -370,6 +370,7 @@ def assert_within(name, estimate, error, expected, expected_error=0.0, z=Z):
     )
 
 
+@pytest.mark.slow  # statistical: thousands of draws per row
 @pytest.mark.parametrize("bias", BIAS)
 @table(STOCHASTIC_TABLE)
 def test_monte_carlo_moments(row, bias):

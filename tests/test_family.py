@@ -112,6 +112,21 @@ CASES = [
 ]
 EACH_CLASS = [pytest.param(member, id=member.name) for member in MEMBERS]
 
+# The fast lane (make test-fast) runs the tests that fit a model for one class
+# per estimator, together covering every rank: the spec's layer and three
+# others. make test runs them for all twelve classes.
+REPRESENTATIVES = ("Conv3DReparameterization", "Conv2DFlipout",
+                   "Conv1DLocalReparameterization", "DenseReparameterization")
+
+
+def heavy(params):
+    """``params`` with every class but the representatives marked slow."""
+    return [
+        param if param.values[0].name in REPRESENTATIVES
+        else pytest.param(*param.values, id=param.id, marks=[*param.marks, pytest.mark.slow])
+        for param in params
+    ]
+
 
 def members(*names):
     return [pytest.param(BY_NAME[name], id=name) for name in names]
@@ -247,7 +262,7 @@ def fix_posterior(layer, rng, scale_range=(0.2, 1.0)):
 # 1. The checklist, for every class, rank and data format.
 
 
-@pytest.mark.parametrize("member, data_format", CASES)
+@pytest.mark.parametrize("member, data_format", heavy(CASES))
 def test_checklist(member, data_format, rng, tmp_path):
     cls = member.cls
     kwargs = member.arguments(data_format, **BAYESIAN_BIAS)
@@ -562,7 +577,7 @@ FITTED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("member, pattern", FITTED_CASES)
+@pytest.mark.parametrize("member, pattern", heavy(FITTED_CASES))
 def test_fit_through_each_build_path(member, pattern, rng):
     bayes = member.layer(**BAYESIAN_BIAS)
     model = FITTED_PATTERNS[pattern](member, bayes)
@@ -577,7 +592,7 @@ def test_fit_through_each_build_path(member, pattern, rng):
     assert_kl_terms(model.losses, 2)
 
 
-@pytest.mark.parametrize("member", EACH_CLASS)
+@pytest.mark.parametrize("member", heavy(EACH_CLASS))
 def test_predict_on_an_unbuilt_model_then_fit(member, rng):
     x = member.inputs(rng)
     bayes = member.layer()
@@ -594,7 +609,7 @@ def test_predict_on_an_unbuilt_model_then_fit(member, rng):
     assert np.all(result["stddev"] > 0)
 
 
-@pytest.mark.parametrize("member", EACH_CLASS)
+@pytest.mark.parametrize("member", heavy(EACH_CLASS))
 def test_called_eagerly_then_in_a_tf_function(member, rng):
     layer = member.layer(**BAYESIAN_BIAS)
     x = tf.constant(member.inputs(rng))
@@ -616,7 +631,7 @@ def test_called_eagerly_then_in_a_tf_function(member, rng):
         assert gradient is not None and np.all(np.isfinite(gradient)), variable.name
 
 
-@pytest.mark.parametrize("member", EACH_CLASS)
+@pytest.mark.parametrize("member", heavy(EACH_CLASS))
 def test_first_called_inside_a_custom_training_step(member, rng):
     layer = member.layer(**BAYESIAN_BIAS)
     model = keras.Sequential([layer, *member.head()])
@@ -642,7 +657,7 @@ def test_first_called_inside_a_custom_training_step(member, rng):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("member", EACH_CLASS)
+@pytest.mark.parametrize("member", heavy(EACH_CLASS))
 def test_trains_under_a_mixed_precision_policy(member, policy, rng):
     # Each estimator computes in half precision with float32 variables: the
     # draws (made in float32, then cast), the variance floor of local
@@ -895,7 +910,7 @@ def test_factories_require_the_size_argument(member):
 
 @tfp_warnings
 @pytest.mark.parametrize("kind", ["sequential", "tensor"])
-@pytest.mark.parametrize("member", EACH_CLASS)
+@pytest.mark.parametrize("member", heavy(EACH_CLASS))
 def test_tf_keras_objects_get_tfps_class_of_the_same_estimator_and_rank(member, kind, rng):
     shape = member.example_shape()
     target = tf_keras.Sequential() if kind == "sequential" else tf_keras.Input(shape)

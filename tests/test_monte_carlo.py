@@ -32,6 +32,7 @@ def _model(**kwargs):
     )
 
 
+@pytest.mark.slow  # statistical: many draws
 def test_statistics_match_a_plain_loop_within_monte_carlo_error(rng):
     model = _model()
     x = volumes(rng, (5, 4, 4, 4, 1))
@@ -71,6 +72,7 @@ def test_the_traced_function_is_built_once_for_repeated_calls(rng):
     assert next(iter(traced.values())).experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow  # builds, calls and drops models until the memory settles
 def test_a_model_used_with_predict_mc_is_freed_when_dropped(rng):
     """The traced functions close over the model; caching them anywhere but on
     the model would keep every model alive (3 of 3 were, before)."""

@@ -195,6 +195,9 @@ def test_an_interrupt_leaves_no_half_written_output(segmenter_file, tmp_path):
         [sys.executable, "-m", "tfprobr_bridge.cli", str(segmenter_file), str(tmp_path / "scans"),
          "--output-dir", str(tmp_path / "out"), "-n", "20", "--overlap", "0.75", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test run started in the background (nohup, `&`)
+        # ignores SIGINT, and a child inherits that, so Ctrl-C would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = tmp_path / "out"
     deadline = time.monotonic() + 300

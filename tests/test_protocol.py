@@ -192,6 +192,7 @@ def test_divergences_enter_the_training_objective(rng):
     assert model.evaluate(x, y, verbose=0) == pytest.approx(data_loss + 5.0, rel=1e-5)
 
 
+@pytest.mark.slow  # statistical: many draws
 def test_default_sample_draws_the_same_distribution_as_tfp(rng):
     loc = tf.constant(rng.standard_normal((4, 5)).astype("float32"))
     scale = tf.constant(rng.uniform(0.5, 2.0, (4, 5)).astype("float32"))
