@@ -195,9 +195,10 @@ test_that("keras3's fit() takes R arrays, vectors and lists, with R's whole doub
 # process is. The timer presses Ctrl+C again every 2 s until fit() returns, as
 # a user would: CPython drops a KeyboardInterrupt raised inside a finalizer or a
 # weakref callback ("Exception ignored in ..."), so a single press can be lost
-# to a garbage collection that happens at that instant (seen once in a loaded
-# clean-clone run; the same happens with Keras's own layers). A child process
-# runs it: if the session broke, it would crash there, not here.
+# to a garbage collection that happens at that instant (3 of 49 presses during
+# a first fit(), with Keras's own layers too; the likeliest cause of one failed
+# timed run in a loaded clean-clone make test). A child process runs it: if the
+# session broke, it would crash there, not here.
 test_that("an interrupt or an exception in the middle of fit() leaves the model usable", {
   skip_if_no_python()
   output <- rscript(c(
