@@ -187,6 +187,10 @@ def test_maps_are_resampled_as_scipys_linear_zoom_resamples_them(source, target)
     resampled = _resample_to(array, target, 1)
     assert resampled.shape == target + source[3:] and resampled.dtype == np.float32
     np.testing.assert_allclose(resampled, expected, rtol=0, atol=1e-6)
+    # Integers are interpolated as numbers, not truncated weights.
+    counts = (array * 100).astype("int16")
+    np.testing.assert_allclose(_resample_to(counts, target, 1),
+                               _resample_to(counts.astype("float32"), target, 1))
 
 
 @pytest.mark.subprocess
