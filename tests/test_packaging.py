@@ -5,6 +5,7 @@ by `make r-wheel` and committed, it must hold exactly what the tree holds.
 """
 
 import email
+import fcntl
 import os
 import pathlib
 import re
@@ -27,10 +28,18 @@ SOURCE_DATE_EPOCH = "315532800"
 
 def _build(outdir, *what):
     environment = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH)
-    process = subprocess.run(
-        [sys.executable, "-m", "build", *what, "--outdir", str(outdir), str(ROOT)],
-        capture_output=True, text=True, env=environment, timeout=600,
-    )
+    # setuptools stages the sdist in the source tree (tfprobr_bridge-0.1.0/ and
+    # the egg-info): two builds at once, one per pytest-xdist worker, deleted
+    # each other's files ("No such file ... r_bridge/facts.py", 1 run in 4).
+    # One build at a time.
+    lock_path = ROOT / "build" / "test-packaging.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        process = subprocess.run(
+            [sys.executable, "-m", "build", *what, "--outdir", str(outdir), str(ROOT)],
+            capture_output=True, text=True, env=environment, timeout=600,
+        )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     return outdir
 
